@@ -1,0 +1,40 @@
+"""Ask questions of a folder of news articles, answered by a local model with checked citations.
+
+>>> from qa import ask
+>>> answer = ask("What was the voter turnout in the October 2020 election?")  # doctest: +SKIP
+>>> answer.text, answer.citations[0].quote  # doctest: +SKIP
+"""
+
+from .answer import Answer, Citation
+from .api import ask, ask_stream, build_pipeline, ingest
+from .config import Settings
+from .errors import (
+    EmptyQuestionError,
+    IndexBusyError,
+    IndexNotReadyError,
+    ModelNotFoundError,
+    NoArticlesError,
+    ProvisionError,
+    QAError,
+)
+from .ingest import IngestReport
+from .pipeline import Pipeline
+
+__all__ = [
+    "Answer",
+    "Citation",
+    "EmptyQuestionError",
+    "IndexBusyError",
+    "IndexNotReadyError",
+    "IngestReport",
+    "ModelNotFoundError",
+    "NoArticlesError",
+    "Pipeline",
+    "ProvisionError",
+    "QAError",
+    "Settings",
+    "ask",
+    "ask_stream",
+    "build_pipeline",
+    "ingest",
+]

@@ -1,0 +1,73 @@
+"""The plain functions most users call: ``ask``, ``ask_stream``, ``ingest``.
+
+They share one process-wide :class:`~qa.pipeline.Pipeline`, built on first use
+from the environment (see :mod:`qa.config`), so models load once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .answer import Answer
+from .config import Settings, default_seeds_dir
+from .embedder import SentenceTransformerEmbedder
+from .ingest import IngestReport
+from .ingest import ingest as ingest_folder
+from .llm import LlamaCppLLM
+from .pipeline import History, Pipeline
+from .store import ChromaStore
+
+_lock = threading.Lock()
+_pipeline: Pipeline | None = None
+
+
+def build_pipeline(settings: Settings | None = None) -> Pipeline:
+    """A pipeline over the real backends: sentence-transformers, Chroma, llama.cpp."""
+    settings = settings or Settings()
+    embedder = SentenceTransformerEmbedder(settings.embedder_path)
+    store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
+    llm = LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads)
+    return Pipeline(store=store, embedder=embedder, llm=llm, settings=settings)
+
+
+def get_pipeline() -> Pipeline:
+    """The process-wide pipeline, built on first use."""
+    global _pipeline
+    with _lock:
+        if _pipeline is None:
+            _pipeline = build_pipeline()
+        return _pipeline
+
+
+def set_pipeline(pipeline: Pipeline | None) -> None:
+    """Replace (or, with ``None``, forget) the process-wide pipeline."""
+    global _pipeline
+    with _lock:
+        _pipeline = pipeline
+
+
+def ask(question: str, history: History = None, *, articles: Sequence[str] | None = None) -> Answer:
+    """Answer a question from the indexed articles.
+
+    ``history`` holds the earlier turns, as ``[{"role": ..., "content": ...}]``
+    or ``[(question, answer), ...]``; ``articles`` restricts the search to
+    these article ids (source file names).
+    """
+    return get_pipeline().ask(question, history, articles)
+
+
+def ask_stream(question: str, history: History = None, *,
+               articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
+    """Like :func:`ask`, yielding text as it is generated and then the :class:`Answer`."""
+    return get_pipeline().ask_stream(question, history, articles)
+
+
+def ingest(folder: str | Path | None = None, *, rebuild: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    """Index the articles of ``folder`` (default: the bundled ``seeds/``)."""
+    pipeline = get_pipeline()
+    return ingest_folder(Path(folder) if folder else default_seeds_dir(), pipeline.store, pipeline.embedder,
+                         pipeline.settings.data_dir, pipeline.settings.chunking, progress=progress,
+                         rebuild=rebuild)

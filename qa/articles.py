@@ -1,0 +1,282 @@
+"""Reading articles from a folder.
+
+An article is a ``.txt``, ``.md`` or ``.html`` file. Plain text and Markdown
+files may open with a front matter block naming the article::
+
+    ---
+    title: Bolivian workers demonstrate power of united action
+    outlet: Proletarian TV
+    author: Jane Doe
+    ---
+    First paragraph ...
+
+Without front matter the title is the first short line, unless that line looks
+like a photo caption or image file name, in which case the file name is used.
+HTML pages give their ``<title>``/``<h1>`` and ``og:site_name``/``author`` meta
+tags, and only their text content (no scripts, styles, navigation or forms).
+
+Web leftovers (subscribe buttons, "Previous"/"Next" links, donation appeals,
+image credits) are dropped paragraph by paragraph, so they can never be
+retrieved or cited. ``Article.text`` is the cleaned body; every passage offset
+indexes into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article: its cleaned body and what is known about it."""
+
+    source: str  # path relative to the folder, with "/" separators; also the article's id
+    title: str
+    text: str
+    outlet: str = ""
+    author: str = ""
+    date: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.source
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not ingested, and why."""
+
+    source: str
+    reason: str
+
+
+# --- front matter ----------------------------------------------------------------
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
+
+
+def parse_front_matter(raw: str) -> tuple[dict[str, str], str]:
+    """Split ``key: value`` front matter from the body.
+
+    >>> parse_front_matter("---\\ntitle: A: B\\n---\\nBody")
+    ({'title': 'A: B'}, 'Body')
+    """
+    match = _FRONT_MATTER.match(raw)
+    if not match:
+        return {}, raw
+    meta: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            meta[key.strip().lower()] = value.strip().strip("\"'")
+    return meta, raw[match.end():]
+
+
+# --- web leftovers -----------------------------------------------------------------
+
+_LEFTOVER_PATTERNS = [
+    r"previous", r"next", r"share", r"share this", r"tweet", r"print", r"email", r"menu", r"search",
+    r"home", r"advertisement", r"skip to (?:main )?content", r"read more", r"continue reading",
+    r"related(?: articles| posts)?", r"subscribe(?: to .*)?", r"sign up(?: for .*)?", r"follow us.*",
+    r"donate.*", r"support us.*", r"please give generously\.?", r"click here.*", r"read the introduction.*",
+    r".*all rights reserved\.?", r"cookies?.*", r"accept cookies", r"[\w ,.'()-]{1,80}\.(?:jpe?g|png|gif|webp)",
+    r"(?:main |featured )?(?:article |header )?image (?:via|by|credit|courtesy)\b.*",
+    r"(?:photo|image|picture)(?: credit)?:.*",
+]
+_LEFTOVER = re.compile("^(?:" + "|".join(_LEFTOVER_PATTERNS) + ")$", re.IGNORECASE)
+
+
+def is_leftover(paragraph: str) -> bool:
+    """True for short paragraphs that are page furniture, not article text.
+
+    >>> is_leftover("Subscribe to our channel"), is_leftover("Cerro Rico.jpg")
+    (True, True)
+    >>> is_leftover("The MAS took 55.1% of the vote.")
+    False
+    """
+    text = " ".join(paragraph.split())
+    return len(text) <= 200 and bool(_LEFTOVER.match(text))
+
+
+def clean_body(body: str) -> str:
+    """Normalise line ends, drop leftover paragraphs, join paragraphs by one blank line."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", body)]
+    kept = [p for p in paragraphs if p and not is_leftover(p)]
+    return "\n\n".join(kept)
+
+
+_CAPTION = re.compile(r"(?:\.(?:jpe?g|png|gif|webp)\b|\bphoto(?:graph)?\b|\bimage\b|\bcredit\b|licensed under)", re.I)
+
+
+def split_title(body: str, fallback: str) -> tuple[str, str]:
+    """Take the first line as title when it looks like one; else use ``fallback``.
+
+    >>> split_title("Big News\\n\\nIt happened.", "f")
+    ('Big News', 'It happened.')
+    >>> split_title("Cerro Rico.jpg\\n\\nIt happened.", "f")
+    ('f', 'Cerro Rico.jpg\\n\\nIt happened.')
+    """
+    first, _, rest = body.strip().partition("\n")
+    first = first.strip()
+    if first and len(first) <= 200 and not _CAPTION.search(first) and first[-1:] not in ".,;:" and rest.strip():
+        return first, rest.strip()
+    return fallback, body
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+class _HTMLText(HTMLParser):
+    """Collect the visible text of an HTML page, block by block."""
+
+    SKIP = {"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
+            "button", "svg", "iframe", "select", "figcaption", "figure"}
+    BLOCK = {"p", "div", "section", "article", "main", "li", "ul", "ol", "br", "h1", "h2", "h3", "h4",
+             "h5", "h6", "blockquote", "pre", "tr", "table", "dd", "dt"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self._current: list[str] = []
+        self._skip_depth = 0
+        self._in_title = False
+        self._in_h1 = False
+        self.title = ""
+        self.h1 = ""
+        self.meta: dict[str, str] = {}
+
+    def _flush(self) -> None:
+        text = " ".join("".join(self._current).split())
+        if text:
+            self.blocks.append(text)
+        self._current = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "meta":
+            named = dict(attrs)
+            key = (named.get("property") or named.get("name") or "").lower()
+            if key and named.get("content"):
+                self.meta[key] = named["content"] or ""
+            return
+        if tag in self.SKIP:
+            self._skip_depth += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in self.BLOCK:
+            self._flush()
+            self._in_h1 = tag == "h1" and not self.h1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in self.BLOCK:
+            if self._in_h1 and tag == "h1":
+                self.h1 = " ".join("".join(self._current).split())
+                self._current = []
+                self._in_h1 = False
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif not self._skip_depth:
+            self._current.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+
+def html_to_article_parts(raw: str) -> tuple[dict[str, str], str]:
+    """Return (metadata, body text) of an HTML page."""
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    meta = {
+        "title": parser.meta.get("og:title") or parser.h1 or " ".join(parser.title.split()),
+        "outlet": parser.meta.get("og:site_name", ""),
+        "author": parser.meta.get("author") or parser.meta.get("article:author", ""),
+        "date": (parser.meta.get("article:published_time") or "")[:10],
+    }
+    return {k: v for k, v in meta.items() if v}, "\n\n".join(parser.blocks)
+
+
+# --- files and folders -------------------------------------------------------------
+
+def _title_from_name(path: Path) -> str:
+    return re.sub(r"[_-]+", " ", path.stem).strip() or path.name
+
+
+def parse_article(raw: str, source: str, suffix: str) -> Article:
+    """Build an :class:`Article` from a file's decoded text."""
+    fallback = _title_from_name(Path(source))
+    if suffix in (".html", ".htm"):
+        meta, body = html_to_article_parts(raw)
+    else:
+        meta, body = parse_front_matter(raw.lstrip("\ufeff"))
+    body = clean_body(body)
+    title = meta.get("title", "")
+    if not title:
+        title, body = split_title(body, fallback)
+    elif suffix in (".html", ".htm"):
+        first, _, rest = body.partition("\n\n")
+        if first.strip() == title:
+            body = rest
+    return Article(source=source, title=title, text=body.strip(), outlet=meta.get("outlet", ""),
+                   author=meta.get("author", ""), date=meta.get("date", ""))
+
+
+def read_article(path: Path, source: str) -> Article | Skipped:
+    """Read one file; return a :class:`Skipped` with the reason when it cannot be used."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return Skipped(source, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        data = path.read_bytes()
+    except OSError as exc:
+        return Skipped(source, f"unreadable ({exc.strerror or exc})")
+    if b"\x00" in data[:8192]:
+        return Skipped(source, "binary file, not text")
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raw = data.decode("cp1252", errors="replace")
+    article = parse_article(raw, source, path.suffix.lower())
+    if not article.text.strip():
+        return Skipped(source, "no article text")
+    return article
+
+
+def list_article_files(folder: Path) -> list[Path]:
+    """Article files below ``folder``, sorted, hidden files and folders excluded."""
+    found: list[Path] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            found.append(path)
+    return found
+
+
+def load_folder(folder: Path) -> tuple[list[Article], list[Skipped]]:
+    """Read every article below ``folder``."""
+    articles: list[Article] = []
+    skipped: list[Skipped] = []
+    for path in list_article_files(folder):
+        result = read_article(path, path.relative_to(folder).as_posix())
+        (articles if isinstance(result, Article) else skipped).append(result)  # type: ignore[arg-type]
+    return articles, skipped

@@ -1,0 +1,280 @@
+"""From the model's text to checked citations.
+
+The model writes ``[n]`` after its sentences, where ``n`` numbers a passage it
+was given. This module
+
+1. parses markers in their common forms (``[2]``, ``[1, 3]``, ``[Passage 2]``)
+   and drops every number that names no passage given to the model;
+2. checks each sentence against the passages it cites by lexical support:
+   the share of the sentence's key terms found in the passage, where every
+   number in the sentence must appear in the passage. A citation that does not
+   support its sentence moves to the passage that does, or is dropped; a
+   sentence with no marker gets the passage that clearly supports it;
+3. picks, for each cited passage, the sentence(s) that support the claim as
+   the quote, with offsets into the article.
+
+Everything here is pure and deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .answer import Citation
+from .chunking import sentence_spans
+from .store import Passage
+
+_MARKER = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*(\d+(?:\s*(?:,|;|and)\s*(?:passage\s*)?\d+)*)\s*\]",
+                     re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+that the their theirs them themselves then there these they this those through to too under until up very
+was we were what when where which while who whom why will with would you your yours yourself yourselves
+said says according article articles passage passages one many much
+""".split())
+
+
+def marker_numbers(inner: str) -> list[int]:
+    """The numbers inside one marker's brackets.
+
+    >>> marker_numbers("1, 3 and passage 4")
+    [1, 3, 4]
+    """
+    return [int(n) for n in _NUMBER.findall(inner)]
+
+
+def normalise_markers(text: str, n_passages: int) -> str:
+    """Rewrite markers as ``[n]`` runs and remove numbers outside ``1..n_passages``.
+
+    >>> normalise_markers("Arce won [Passage 1, 7]. Mesa lost [9].", 2)
+    'Arce won [1]. Mesa lost.'
+    """
+    def repl(match: re.Match[str]) -> str:
+        numbers = [n for n in marker_numbers(match.group(1)) if 1 <= n <= n_passages]
+        return "".join(f"[{n}]" for n in dict.fromkeys(numbers))
+
+    out = _MARKER.sub(repl, text)
+    out = re.sub(r"[ \t]+([.,;:!?])", r"\1", out)
+    return re.sub(r"[ \t]{2,}", " ", out).strip()
+
+
+class MarkerStreamFilter:
+    """Normalises markers in streamed text, so an invalid ``[n]`` is never shown.
+
+    Text after a ``[`` is held back until the bracket closes (or clearly is
+    not a marker), then released in normalised form.
+
+    >>> f = MarkerStreamFilter(2)
+    >>> "".join([f.feed("Turnout [1"), f.feed("] and [5]"), f.feed(" [x]"), f.flush()])
+    'Turnout [1] and  [x]'
+    """
+
+    def __init__(self, n_passages: int, max_hold: int = 24) -> None:
+        self.n_passages = n_passages
+        self.max_hold = max_hold
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        out = []
+        for char in piece:
+            if self._held:
+                self._held += char
+                if char == "]":
+                    out.append(self._release())
+                elif len(self._held) > self.max_hold or char == "\n":
+                    out.append(self._held)
+                    self._held = ""
+            elif char == "[":
+                self._held = char
+            else:
+                out.append(char)
+        return "".join(out)
+
+    def _release(self) -> str:
+        held, self._held = self._held, ""
+        match = _MARKER.fullmatch(held)
+        if not match:
+            return held
+        numbers = [n for n in marker_numbers(match.group(1)) if 1 <= n <= self.n_passages]
+        return "".join(f"[{n}]" for n in dict.fromkeys(numbers))
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+# --- lexical support ---------------------------------------------------------------------
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def key_terms(text: str) -> tuple[set[str], set[str]]:
+    """(words, numbers) that carry a sentence's content.
+
+    >>> sorted(key_terms("The MAS won 6,483,893 votes, 88.4% of them.")[1])
+    ['6483893', '88.4']
+    """
+    folded = _fold(text)
+    numbers = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
+    numbers = {n.rstrip(".") for n in numbers if n}
+    words = {w for w in re.findall(r"[a-z][a-z'’-]+", folded) if len(w) > 2 and w not in STOPWORDS}
+    words = {w.strip("'’-") for w in words}
+    return {_stem(w) for w in words if w}, numbers
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def support(claim: str, passage_text: str) -> float:
+    """How well ``passage_text`` supports ``claim``, from 0 to 1.
+
+    The share of the claim's key words found in the passage; a number of the
+    claim missing from the passage cuts the score to a fifth.
+
+    >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
+    0.75
+    >>> support("Turnout was 91 percent.", "participation of 88.4 percent")
+    0.05
+    """
+    words, numbers = key_terms(claim)
+    if not words and not numbers:
+        return 0.0
+    p_words, p_numbers = key_terms(passage_text)
+    total = len(words) + 2 * len(numbers)
+    hit = len(words & p_words) + 2 * len(numbers & p_numbers)
+    score = hit / total
+    if numbers - p_numbers:
+        score /= 5
+    return round(score, 4)
+
+
+# --- checking ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """Thresholds of the citation check."""
+
+    min_support: float = 0.34  # a citation must reach this to stand
+    add_support: float = 0.5  # an uncited sentence gets a marker when a passage reaches this
+    relative: float = 0.6  # a cited passage is kept if it reaches this share of the best one's support
+
+
+def _sentence_units(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for line_start, line in _lines(text):
+        for start, end in sentence_spans(line):
+            spans.append((line_start + start, line_start + end))
+    return spans
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    out, pos = [], 0
+    for line in text.split("\n"):
+        out.append((pos, line))
+        pos += len(line) + 1
+    return out
+
+
+def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
+    bare = _MARKER.sub("", sentence).rstrip()
+    bare = re.sub(r"[ \t]+([.,;:!?])", r"\1", bare)
+    if not numbers:
+        return bare
+    marks = "".join(f"[{n}]" for n in numbers)
+    match = re.search(r"([.!?]+[\"'”’)]*)$", bare)
+    if match:
+        return f"{bare[:match.start()].rstrip()} {marks}{match.group(1)}"
+    return f"{bare} {marks}"
+
+
+def check_citations(text: str, passages: Sequence[Passage],
+                    policy: CheckPolicy = CheckPolicy()) -> tuple[str, dict[int, list[str]]]:
+    """Verify every sentence's markers against the passages.
+
+    Returns the corrected text and, for each passage number kept, the claim
+    sentences that cite it (for choosing quotes).
+    """
+    text = normalise_markers(text, len(passages))
+    out: list[str] = []
+    claims: dict[int, list[str]] = {}
+    cursor = 0
+    for start, end in _sentence_units(text):
+        out.append(text[cursor:start])
+        sentence = text[start:end]
+        cited = [n for n in marker_numbers(" ".join(_MARKER.findall(sentence)))]
+        claim = _MARKER.sub("", sentence)
+        scores = {n: support(claim, p.text) for n, p in enumerate(passages, 1)}
+        best = max(scores, key=lambda n: scores[n]) if scores else 0
+        words, numbers = key_terms(claim)
+        if not words and not numbers:
+            keep = cited  # nothing to check ("Yes [1].")
+        else:
+            floor = max(policy.min_support, policy.relative * scores.get(best, 0.0))
+            keep = [n for n in cited if scores[n] >= floor]
+            if not keep and best and scores[best] >= (policy.min_support if cited else policy.add_support):
+                keep = [best]
+        keep = list(dict.fromkeys(keep))
+        for n in keep:
+            claims.setdefault(n, []).append(claim)
+        out.append(_attach_markers(sentence, keep))
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out).strip(), claims
+
+
+def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2) -> tuple[str, int, int]:
+    """The passage sentence(s) that best support ``claims``, with article offsets.
+
+    Returns (quote, start, end); ``start``/``end`` index the article text.
+    """
+    spans = sentence_spans(passage.text)
+    if not spans:
+        return passage.text, passage.start, passage.end
+    claim = " ".join(claims)
+    words, numbers = key_terms(claim)
+
+    def gain(span: tuple[int, int], covered: set[str]) -> float:
+        s_words, s_numbers = key_terms(passage.text[span[0]:span[1]])
+        return len((words & s_words) - covered) + 3 * len((numbers & s_numbers) - covered)
+
+    chosen: list[tuple[int, int]] = []
+    covered: set[str] = set()
+    for _ in range(max_sentences):
+        candidates = [s for s in spans if s not in chosen]
+        if not candidates:
+            break
+        top = max(candidates, key=lambda s: gain(s, covered))
+        if gain(top, covered) <= 0 and chosen:
+            break
+        chosen.append(top)
+        s_words, s_numbers = key_terms(passage.text[top[0]:top[1]])
+        covered |= (words & s_words) | (numbers & s_numbers)
+    start = min(s[0] for s in chosen)
+    end = max(s[1] for s in chosen)
+    return passage.text[start:end], passage.start + start, passage.start + end
+
+
+def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage]) -> list[Citation]:
+    """One :class:`Citation` per cited passage number, in number order."""
+    out = []
+    for number in sorted(claims):
+        passage = passages[number - 1]
+        quote, start, end = best_quote(passage, claims[number])
+        out.append(Citation(number=number, article=passage.title, source=passage.source, chunk_id=passage.id,
+                            quote=quote, outlet=passage.outlet, quote_start=start, quote_end=end,
+                            passage=passage.text))
+    return out

@@ -1,0 +1,155 @@
+"""The ``qa`` command.
+
+    qa setup                 provision the default answering model into models/
+    qa ingest [FOLDER]       index a folder of articles (default: seeds/)
+    qa ask "QUESTION"        answer from the articles, with sources
+    qa articles              list the indexed articles
+    qa serve                 start the chat page (http://127.0.0.1:7860)
+
+Library errors are turned into one line on stderr and exit code 2 here, and
+only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import QAError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import default_seeds_dir
+
+    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of news articles with a local model; "
+                                     "every answer cites the passages it came from.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("setup", help="provision the default answering model into the models folder")
+
+    ing = sub.add_parser("ingest", help="index a folder of .txt, .md and .html articles")
+    ing.add_argument("folder", nargs="?", type=Path, default=default_seeds_dir(),
+                     help="folder of articles (default: the bundled seeds/)")
+    ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
+
+    ask = sub.add_parser("ask", help="answer a question from the indexed articles")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object: text, answered, citations")
+    ask.add_argument("--article", action="append", metavar="SOURCE",
+                     help="only use this article (its file name); may be repeated")
+
+    sub.add_parser("articles", help="list the indexed articles")
+
+    serve = sub.add_parser("serve", help="start the chat page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    return parser
+
+
+def _progress_bar(desc: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="passage", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _print_answer(answer, streamed: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    if streamed is None:
+        print(answer.text)
+    elif " ".join(streamed.split()) != " ".join(answer.text.split()):
+        print(f"\n\nAfter checking the citations:\n{answer.text}")
+    else:
+        print()
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            outlet = f" — {c.outlet}" if c.outlet else ""
+            print(f"[{c.number}] {c.article}{outlet} ({c.source})")
+            quote = " ".join(c.quote.split())
+            print(textwrap.fill(f"“{quote}”", width=100, initial_indent="    ", subsequent_indent="    "))
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from .answer import Answer
+    from .api import ask_stream
+
+    stream = not args.json and sys.stdout.isatty()
+    streamed: list[str] = []
+    answer: Answer | None = None
+    for item in ask_stream(args.question, articles=args.article):
+        if isinstance(item, Answer):
+            answer = item
+        elif stream:
+            streamed.append(item)
+            print(item, end="", flush=True)
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_answer(answer, "".join(streamed) if stream else None)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "setup":
+        from .config import Settings
+        from .embedder import default_embedder_path
+        from .provision import ensure_default_model
+
+        path = ensure_default_model(Settings().models_dir)
+        print(f"Answering model: {path}")
+        print(f"Embedding model: {default_embedder_path()}")
+        return 0
+    if args.command == "ingest":
+        from .api import ingest
+
+        report = ingest(args.folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"))
+        print(report.summary())
+        return 0
+    if args.command == "ask":
+        return _ask(args)
+    if args.command == "articles":
+        from .api import get_pipeline
+
+        rows = get_pipeline().store.articles()
+        if not rows:
+            print("The index is empty. Add articles with `qa ingest FOLDER`.")
+        for row in rows:
+            outlet = f" — {row['outlet']}" if row["outlet"] else ""
+            print(f"{row['source']}: {row['title']}{outlet} ({row['passages']} passages)")
+        return 0
+    if args.command == "serve":
+        from .web import serve
+
+        serve(host=args.host, port=args.port)
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except QAError as exc:
+        print(f"qa: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qa: interrupted.", file=sys.stderr)
+        return 130

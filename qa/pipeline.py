@@ -1,0 +1,174 @@
+"""Question in, cited answer out.
+
+    question (+ conversation) ──> retrieval query ──> passages (Chroma, dense)
+        │ best passage too far from the question: refuse without asking the model
+        ▼
+    prompt (constant system prompt first, passages, question) ──> LLM, streamed
+        │ markers normalised while streaming: an invalid [n] is never shown
+        ▼
+    citation check ──> Answer(text, answered, citations)
+
+The embedder, store and LLM are passed in, so tests can swap any of them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answer import Answer
+from .citations import CheckPolicy, MarkerStreamFilter, best_quote, check_citations, key_terms, make_citations
+from .config import Settings
+from .embedder import Embedder
+from .errors import EmptyQuestionError, QAError
+from .llm import LLM, Message
+from .prompt import NOT_FOUND, build_messages, strip_markers
+from .store import ChromaStore, Passage
+
+REFUSAL = "I could not find the answer to this in the articles."
+MAX_QUESTION_CHARS = 2000
+_REFUSAL_PHRASES = re.compile(
+    r"^\W*(not found|i (?:could|can)not find|i could not find|the passages do not|there is no information|"
+    r"no information|the articles do not|i don't know|i do not know)", re.IGNORECASE)
+
+History = Sequence[Message] | Sequence[tuple[str, str]] | Sequence[list[str]] | None
+
+
+def normalise_history(history: Any) -> list[Message]:
+    """Accept ``[{"role", "content"}, ...]`` or ``[(user, assistant), ...]``.
+
+    >>> normalise_history([("Who won?", "Arce [1].")])
+    [{'role': 'user', 'content': 'Who won?'}, {'role': 'assistant', 'content': 'Arce [1].'}]
+    """
+    out: list[Message] = []
+    for item in history or []:
+        if isinstance(item, dict):
+            role, content = item.get("role"), item.get("content")
+            if role in ("user", "assistant") and isinstance(content, str) and content.strip():
+                out.append({"role": role, "content": content})
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            user, assistant = item
+            if user:
+                out.append({"role": "user", "content": str(user)})
+            if assistant:
+                out.append({"role": "assistant", "content": str(assistant)})
+    return out
+
+
+def retrieval_query(question: str, history: Sequence[Message]) -> str:
+    """The text to search with: the question, preceded by the previous question.
+
+    A follow-up such as "And in the Senate?" names nothing by itself; the
+    previous question supplies the topic.
+
+    >>> retrieval_query("And in the Senate?", [{"role": "user", "content": "Seats of the MAS?"}])
+    'Seats of the MAS? And in the Senate?'
+    """
+    previous = [m["content"] for m in history if m["role"] == "user"]
+    return f"{previous[-1]} {question}" if previous else question
+
+
+def clean_question(question: str) -> str:
+    """Strip control characters and check the length; raise on an empty question."""
+    text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in question or "")
+    text = " ".join(text.split())
+    if not text:
+        raise EmptyQuestionError("The question is empty. Type a question about the articles.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QAError(f"The question is {len(text):,} characters long; questions are limited to "
+                      f"{MAX_QUESTION_CHARS:,}. Ask something shorter.")
+    return text
+
+
+@dataclass
+class Pipeline:
+    """Retrieval, generation and citation checking, over backends passed in."""
+
+    store: ChromaStore
+    embedder: Embedder
+    llm: LLM
+    settings: Settings = field(default_factory=Settings)
+    policy: CheckPolicy = field(default_factory=CheckPolicy)
+
+    def retrieve(self, question: str, history: Sequence[Message] = (),
+                 articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:
+        query = retrieval_query(question, history)
+        vector = self.embedder.embed([query])[0]
+        return self.store.query(vector, k or self.settings.top_k, articles=articles)
+
+    def ask_stream(self, question: str, history: History = None,
+                   articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text piece by piece, then the final :class:`Answer`.
+
+        The final text can differ from the streamed one: the citation check may
+        move or drop markers, and an unsupported answer becomes a refusal.
+        """
+        started = time.perf_counter()
+        question = clean_question(question)
+        turns = normalise_history(history)
+        passages = self.retrieve(question, turns, articles)
+        timings = {"retrieval_s": time.perf_counter() - started}
+        query = retrieval_query(question, turns)
+
+        if not passages or passages[0].score < self.settings.min_score:
+            timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
+            yield REFUSAL
+            yield Answer(REFUSAL, False, [], question, query, passages, timings)
+            return
+
+        messages = build_messages(question, passages, turns)
+        markers = MarkerStreamFilter(len(passages))
+        raw: list[str] = []
+        held = True  # hold output while it could still be the NOT FOUND reply
+        tokens = 0
+        for piece in self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
+                                          temperature=self.settings.temperature, stop=["\nQuestion:"]):
+            tokens += 1
+            raw.append(piece)
+            if held:
+                so_far = "".join(raw).strip()
+                if NOT_FOUND.lower().startswith(so_far.lower()) or so_far.upper().startswith(NOT_FOUND):
+                    continue
+                held = False
+                piece = "".join(raw)
+            text = markers.feed(piece)
+            if text:
+                timings.setdefault("first_token_s", time.perf_counter() - started)
+                yield text
+        tail = markers.flush()
+        if tail and not held:
+            yield tail
+
+        answer = self.finish("".join(raw), question, query, passages)
+        timings.setdefault("first_token_s", time.perf_counter() - started)
+        timings["total_s"] = time.perf_counter() - started
+        timings["tokens"] = float(tokens)
+        answer.timings = timings
+        if held:
+            yield answer.text
+        yield answer
+
+    def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage]) -> Answer:
+        """Turn the model's full reply into a checked :class:`Answer`."""
+        if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
+            return Answer(REFUSAL, False, [], question, query, list(passages))
+        text, claims = check_citations(raw, passages, self.policy)
+        body_words, body_numbers = key_terms(strip_markers(text))
+        if claims and not body_words and not body_numbers:
+            # A bare "[2]": answer with the cited passage's sentence that best matches the question.
+            number = min(claims)
+            quote, _, _ = best_quote(passages[number - 1], [question], max_sentences=1)
+            text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
+        if not claims:
+            return Answer(REFUSAL, False, [], question, query, list(passages))
+        return Answer(text, True, make_citations(claims, passages), question, query, list(passages))
+
+    def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:
+        """Answer ``question``; see :meth:`ask_stream`."""
+        for item in self.ask_stream(question, history, articles):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

@@ -1,0 +1,47 @@
+"""Fakes for fast tests of pure logic (the real backends are tested beside them)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+
+from qa.llm import Message
+
+
+class FakeEmbedder:
+    """Bag-of-words vectors in 256 hashed dimensions: same words, same direction."""
+
+    name = "fake-embedder"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        out = []
+        for text in texts:
+            vec = [0.0] * 256
+            for word in re.findall(r"\w{4,}", text.lower()):
+                if word in {"that", "this", "with", "from", "what", "were", "have", "their", "which"}:
+                    continue
+                vec[int(hashlib.md5(word.encode()).hexdigest(), 16) % 256] += 1.0
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            out.append([v / norm for v in vec])
+        return out
+
+
+class FakeLLM:
+    """Replays queued replies, in small pieces, and records the prompts it got."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.calls: list[list[Message]] = []
+
+    def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
+                    stop: Sequence[str] = ()) -> Iterator[str]:
+        self.calls.append(list(messages))
+        reply = self.replies.pop(0)
+        for i in range(0, len(reply), 3):
+            yield reply[i:i + 3]

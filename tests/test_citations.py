@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa.citations import MarkerStreamFilter, check_citations, make_citations, normalise_markers, support
+from qa.store import Passage
+
+ARTICLE = ("The MAS won 55.1% of the vote. Turnout was 88.4 percent, the second-highest ever. "
+           "Arce was sworn in on 8 November.")
+
+
+def _passages() -> list[Passage]:
+    a = Passage("p1", ARTICLE[:30], "a.txt", "Vote", "a.txt", 0, 30)
+    b_start = ARTICLE.index("Turnout")
+    b = Passage("p2", ARTICLE[b_start:], "a.txt", "Vote", "a.txt", b_start, len(ARTICLE))
+    c = Passage("p3", "Lithium is used in batteries.", "b.txt", "Lithium", "b.txt", 0, 29)
+    return [a, b, c]
+
+
+def test_invalid_markers_are_removed() -> None:
+    assert normalise_markers("Turnout was high [4]. It was 88.4% [2, 9].", 3) == "Turnout was high. It was 88.4% [2]."
+
+
+def test_wrong_citation_moves_to_the_supporting_passage() -> None:
+    text, claims = check_citations("Turnout was 88.4 percent [3].", _passages())
+    assert text == "Turnout was 88.4 percent [2]."
+    assert list(claims) == [2]
+
+
+def test_unsupported_sentence_loses_its_marker() -> None:
+    text, claims = check_citations("Bolivia's capital is Sucre [1].", _passages())
+    assert text == "Bolivia's capital is Sucre."
+    assert claims == {}
+
+
+def test_uncited_sentence_gets_a_clearly_supporting_passage() -> None:
+    text, claims = check_citations("The MAS won 55.1% of the vote.", _passages())
+    assert text == "The MAS won 55.1% of the vote [1]."
+    assert list(claims) == [1]
+
+
+def test_numbers_must_match() -> None:
+    assert support("Turnout was 91 percent", ARTICLE) < 0.2 < support("Turnout was 88.4 percent", ARTICLE)
+
+
+def test_quote_is_the_supporting_sentence_with_article_offsets() -> None:
+    passages = _passages()
+    _, claims = check_citations("Turnout was 88.4 percent [2].", passages)
+    (citation,) = make_citations(claims, passages)
+    assert citation.quote == "Turnout was 88.4 percent, the second-highest ever."
+    assert ARTICLE[citation.quote_start:citation.quote_end] == citation.quote
+    assert (citation.number, citation.chunk_id, citation.source) == (2, "p2", "a.txt")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("[]0123456789, abP.\n")), max_size=80),
+       st.integers(min_value=0, max_value=5), st.lists(st.integers(1, 7), max_size=8))
+def test_streamed_markers_always_name_given_passages(text: str, n: int, cuts: list[int]) -> None:
+    stream = MarkerStreamFilter(n)
+    pieces, pos = [], 0
+    for cut in cuts:
+        pieces.append(text[pos:pos + cut])
+        pos += cut
+    pieces.append(text[pos:])
+    shown = "".join(stream.feed(p) for p in pieces) + stream.flush()
+    for number in re.findall(r"\[(\d+)\]", shown):
+        assert 1 <= int(number) <= n
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("[]0123456789, abTurnot.88%\n")), max_size=120))
+def test_any_output_maps_to_citations_that_exist(text: str) -> None:
+    passages = _passages()
+    checked, claims = check_citations(text, passages)
+    assert set(claims) <= {1, 2, 3}
+    for number in re.findall(r"\[(\d+)\]", checked):
+        assert int(number) in claims

@@ -1,0 +1,120 @@
+"""Prompt building and the pipeline's logic, with a fake LLM and embedder over real Chroma."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa.answer import Answer
+from qa.config import Settings
+from qa.errors import EmptyQuestionError, QAError
+from qa.ingest import ingest
+from qa.pipeline import REFUSAL, Pipeline
+from qa.prompt import SYSTEM_PROMPT, build_messages
+from qa.store import ChromaStore, Passage
+
+from .fakes import FakeEmbedder, FakeLLM
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+# worded for the bag-of-words fake embedder, which only matches shared words
+TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
+
+
+def test_prompt_puts_the_constant_system_prompt_first() -> None:
+    p = Passage("x", "Turnout was 88.4%.", "a.txt", "Vote", "a.txt", 0, 18)
+    history = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 [1]. " + "x" * 500}]
+    messages = build_messages("And then?", [p], history)
+    assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert messages[1] == {"role": "user", "content": "Q1"}
+    assert "[1]" not in messages[2]["content"] and len(messages[2]["content"]) < 320
+    assert messages[-1]["content"].endswith("Question: And then?")
+    assert "[1] (Vote) Turnout was 88.4%." in messages[-1]["content"]
+
+
+@pytest.fixture()
+def fake_pipeline(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(*replies: str) -> tuple[Pipeline, FakeLLM]:
+        embedder = FakeEmbedder()
+        settings = Settings(data_dir=tmp_path / "data")
+        store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
+        if store.count() == 0:
+            ingest(SEEDS, store, embedder, settings.data_dir)
+        llm = FakeLLM(*replies)
+        return Pipeline(store, embedder, llm, settings), llm
+    return make
+
+
+def _run(pipeline: Pipeline, question: str, history=None) -> tuple[str, Answer]:  # type: ignore[no-untyped-def]
+    streamed, answer = "", None
+    for item in pipeline.ask_stream(question, history):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            streamed += item
+    assert answer is not None
+    return streamed, answer
+
+
+def test_supported_answer_keeps_its_checked_citation(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(TURNOUT)
+    n = next(i for i, p in enumerate(passages, 1) if "88.4" in p.text)
+    llm.replies = [f"Turnout was 88.4 percent [{n}]. It was the second-highest in history [9]."]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert answer.answered
+    assert "[9]" not in streamed and "[9]" not in answer.text, "a marker naming no passage is never shown"
+    assert [c.number for c in answer.citations] == [n]
+    assert "88.4" in answer.citations[0].quote
+    assert answer.citations[0].source == "002_91029d526ce3fca8.txt"
+
+
+def test_not_found_becomes_a_plain_refusal_without_citations(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("NOT FOUND")
+    streamed, answer = _run(pipeline, "Who won Bolivia's 2025 election?")
+    assert (answer.answered, answer.text, answer.citations) == (False, REFUSAL, [])
+    assert "NOT FOUND" not in streamed and streamed == REFUSAL
+
+
+def test_an_answer_no_passage_supports_is_refused(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("Bolivia's capital is Sucre, founded in 1538 [1].")
+    _, answer = _run(pipeline, "What is the capital of Bolivia?")
+    assert not answer.answered and answer.citations == []
+
+
+def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    question = TURNOUT
+    n = next(i for i, p in enumerate(pipeline.retrieve(question), 1) if "88.4" in p.text)
+    llm.replies = [f"[{n}]"]
+    _, answer = _run(pipeline, question)
+    assert answer.answered and "88.4" in answer.text and answer.text.endswith(f"[{n}]")
+
+
+def test_follow_up_retrieval_uses_the_previous_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("NOT FOUND")
+    history = [("How many seats did the MAS win in the lower house?", "73 of 130 [1].")]
+    _run(pipeline, "And in the Senate?", history)
+    prompt = llm.calls[0][-1]["content"]
+    assert "21 of the 36 seats in the Senate" in prompt
+    assert llm.calls[0][1] == {"role": "user", "content": "How many seats did the MAS win in the lower house?"}
+
+
+def test_article_filter_limits_retrieval(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline()
+    passages = pipeline.retrieve("turnout", articles=["003_41e6e3ef6e8987f6.txt"])
+    assert passages and {p.source for p in passages} == {"003_41e6e3ef6e8987f6.txt"}
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x01"])
+def test_empty_questions_are_refused_clearly(fake_pipeline, question: str) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline()
+    with pytest.raises(EmptyQuestionError, match="empty"):
+        pipeline.ask(question)
+
+
+def test_overlong_question_is_refused_before_the_model(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline()
+    with pytest.raises(QAError, match="limited to"):
+        pipeline.ask("why " * 30000)
+    assert llm.calls == []

@@ -1,0 +1,47 @@
+"""The whole pipeline with the real parts: Chroma, the real embedder, llama.cpp (SmolLM2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.answer import Answer
+from qa.pipeline import REFUSAL
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_pipeline_streams_and_returns_a_well_formed_answer(seeded_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pieces, answer = [], None
+    for item in seeded_pipeline.ask_stream("What was the voter turnout in the October 2020 election?"):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            pieces.append(item)
+    assert answer is not None and pieces, "text is streamed before the answer"
+    assert any("88.4" in p.text for p in answer.passages), "the turnout passage is retrieved"
+    assert answer.timings["first_token_s"] <= answer.timings["total_s"]
+    if answer.answered:
+        assert answer.citations
+        numbers = {c.number for c in answer.citations}
+        for c in answer.citations:
+            assert f"[{c.number}]" in answer.text
+            passage = answer.passages[c.number - 1]
+            assert c.chunk_id == passage.id and c.quote in passage.text
+        import re
+        assert {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)} <= numbers
+    else:
+        assert answer.text == REFUSAL and answer.citations == []
+
+
+def test_real_model_loads_once(seeded_pipeline) -> None:  # type: ignore[no-untyped-def]
+    seeded_pipeline.ask("Who is Luis Arce?")
+    llama = seeded_pipeline.llm._llama
+    seeded_pipeline.ask("Who is Jeanine Áñez?")
+    assert seeded_pipeline.llm._llama is llama
+
+
+def test_follow_up_with_real_embedder_finds_the_senate_passage(seeded_pipeline) -> None:  # type: ignore[no-untyped-def]
+    history = [{"role": "user", "content": "How many seats did the MAS win in the lower house?"},
+               {"role": "assistant", "content": "73 of the 130 seats [1]."}]
+    passages = seeded_pipeline.retrieve("And in the Senate?", history)
+    assert any("21 of the 36 seats in the Senate" in p.text for p in passages)
