@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .answer import Citation
 from .chunking import sentence_spans
@@ -139,18 +140,26 @@ def _stem(word: str) -> str:
     return word
 
 
-def support(claim: str, passage_text: str) -> float:
+def support(claim: str, passage_text: str, known: str = "") -> float:
     """How well ``passage_text`` supports ``claim``, from 0 to 1.
 
-    The share of the claim's key words found in the passage; a number of the
-    claim missing from the passage cuts the score to a fifth.
+    The share of the claim's key words found in the passage, numbers counting
+    double; a number of the claim missing from the passage cuts the score to a
+    fifth. Words of ``known`` (the question) are left out when the claim says
+    anything beyond them: restating the question proves nothing, the new
+    information must be in the passage.
 
     >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
     0.75
     >>> support("Turnout was 91 percent.", "participation of 88.4 percent")
     0.05
+    >>> support("The capital of Bolivia is Sucre.", "Bolivia's capital, La Paz", known="capital of Bolivia?")
+    0.0
     """
     words, numbers = key_terms(claim)
+    known_words, known_numbers = key_terms(known)
+    if (words - known_words) or (numbers - known_numbers):
+        words, numbers = words - known_words, numbers - known_numbers
     if not words and not numbers:
         return 0.0
     p_words, p_numbers = key_terms(passage_text)
@@ -189,9 +198,13 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _bare(sentence: str) -> str:
+    """A sentence without its markers."""
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", _MARKER.sub("", sentence)).strip()
+
+
 def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
-    bare = _MARKER.sub("", sentence).rstrip()
-    bare = re.sub(r"[ \t]+([.,;:!?])", r"\1", bare)
+    bare = _bare(sentence)
     if not numbers:
         return bare
     marks = "".join(f"[{n}]" for n in numbers)
@@ -201,27 +214,40 @@ def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
     return f"{bare} {marks}"
 
 
-def check_citations(text: str, passages: Sequence[Passage],
-                    policy: CheckPolicy = CheckPolicy()) -> tuple[str, dict[int, list[str]]]:
+def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy = CheckPolicy(),
+                    question: str = "") -> tuple[str, dict[int, list[str]]]:
     """Verify every sentence's markers against the passages.
 
     Returns the corrected text and, for each passage number kept, the claim
-    sentences that cite it (for choosing quotes).
+    sentences that cite it (for choosing quotes). A run of markers standing
+    alone after a sentence belongs to that sentence.
+
+    >>> from qa.store import Passage
+    >>> p = [Passage("a", "Turnout was 88.4 percent.", "x", "T", "x", 0, 25)]
+    >>> check_citations("Turnout was 88.4 percent. [1]", p)
+    ('Turnout was 88.4 percent [1].', {1: ['Turnout was 88.4 percent.']})
     """
     text = normalise_markers(text, len(passages))
-    out: list[str] = []
-    claims: dict[int, list[str]] = {}
+    units: list[list[Any]] = []  # [leading white space, sentence, cited numbers]
     cursor = 0
     for start, end in _sentence_units(text):
-        out.append(text[cursor:start])
         sentence = text[start:end]
-        cited = [n for n in marker_numbers(" ".join(_MARKER.findall(sentence)))]
-        claim = _MARKER.sub("", sentence)
-        scores = {n: support(claim, p.text) for n, p in enumerate(passages, 1)}
+        cited = marker_numbers(" ".join(_MARKER.findall(sentence)))
+        claim = _bare(sentence)
+        if not claim.strip(" .,;:!?\"'") and units:
+            units[-1][2].extend(cited)  # markers alone: they belong to the sentence before
+        else:
+            units.append([text[cursor:start], sentence, cited])
+        cursor = end
+    out: list[str] = []
+    claims: dict[int, list[str]] = {}
+    for lead, sentence, cited in units:
+        claim = _bare(sentence)
+        scores = {n: support(claim, p.text, question) for n, p in enumerate(passages, 1)}
         best = max(scores, key=lambda n: scores[n]) if scores else 0
         words, numbers = key_terms(claim)
         if not words and not numbers:
-            keep = cited  # nothing to check ("Yes [1].")
+            keep = list(cited)  # nothing to check ("Yes [1].")
         else:
             floor = max(policy.min_support, policy.relative * scores.get(best, 0.0))
             keep = [n for n in cited if scores[n] >= floor]
@@ -230,10 +256,23 @@ def check_citations(text: str, passages: Sequence[Passage],
         keep = list(dict.fromkeys(keep))
         for n in keep:
             claims.setdefault(n, []).append(claim)
-        out.append(_attach_markers(sentence, keep))
-        cursor = end
-    out.append(text[cursor:])
+        out.append(lead + _attach_markers(sentence, keep))
     return "".join(out).strip(), claims
+
+
+def cited_claims(text: str, n_passages: int) -> tuple[str, dict[int, list[str]]]:
+    """Markers as the model wrote them (invalid ones removed), without checking.
+
+    >>> cited_claims("Arce won [1]. Mesa lost [7].", 2)
+    ('Arce won [1]. Mesa lost.', {1: ['Arce won.']})
+    """
+    text = normalise_markers(text, n_passages)
+    claims: dict[int, list[str]] = {}
+    for start, end in _sentence_units(text):
+        sentence = text[start:end]
+        for n in marker_numbers(" ".join(_MARKER.findall(sentence))):
+            claims.setdefault(n, []).append(_bare(sentence))
+    return text, claims
 
 
 def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2) -> tuple[str, int, int]:

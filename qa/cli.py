@@ -19,12 +19,13 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import QAError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import default_seeds_dir
+    from .config import PRESETS, default_seeds_dir
 
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of news articles with a local model; "
                                      "every answer cites the passages it came from.")
@@ -44,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="only use this article (its file name); may be repeated")
 
     sub.add_parser("articles", help="list the indexed articles")
+
+    ev = sub.add_parser("eval", help="measure answer quality on a question set")
+    ev.add_argument("file", type=Path, help="question set, JSON lines (e.g. qa/evalsets/bolivia.jsonl)")
+    ev.add_argument("--json", type=Path, metavar="OUT", help="also write the metrics and every answer as JSON")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                    help="pipeline settings to evaluate (default: default)")
+    ev.add_argument("--compare", choices=sorted(PRESETS), metavar="PRESET",
+                    help="also run this preset in the same session and report the latency ratio")
 
     serve = sub.add_parser("serve", help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -104,6 +114,43 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .api import get_pipeline
+    from .config import PRESETS
+    from .evaluate import Record, evaluate, format_table, load_questions, records_json
+
+    questions = load_questions(args.file)[: args.limit or None]
+    base = get_pipeline()
+    presets = [args.preset] + ([args.compare] if args.compare and args.compare != args.preset else [])
+    results: dict[str, dict[str, object]] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
+    for preset in presets:
+        settings = dataclasses.replace(base.settings, **PRESETS[preset])
+        pipeline = dataclasses.replace(base, settings=settings)
+
+        def progress(i: int, record: Record, preset: str = preset) -> None:
+            mark = "ok " if record.correct else "BAD"
+            print(f"[{preset} {i}/{len(questions)}] {mark} {record.id} {record.latency_s:5.1f}s "
+                  f"{record.text[:90]!r}", file=sys.stderr, flush=True)
+
+        results[preset], run_records = evaluate(pipeline, questions, progress)
+        records[preset] = records_json(run_records)
+    if len(presets) == 2:
+        a, b = (results[p].get("latency_median_s") for p in presets)
+        if isinstance(a, float) and isinstance(b, float) and b:
+            results[presets[0]]["latency_ratio_vs_" + presets[1]] = round(a / b, 3)
+    print(format_table(results))
+    for preset in presets[1:]:
+        ratio = results[presets[0]].get("latency_ratio_vs_" + preset)
+        print(f"median latency {presets[0]} / {preset}: {ratio}")
+    if args.json:
+        args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
+                                         "metrics": results, "records": records}, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         from .config import Settings
@@ -132,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
             outlet = f" — {row['outlet']}" if row["outlet"] else ""
             print(f"{row['source']}: {row['title']}{outlet} ({row['passages']} passages)")
         return 0
+    if args.command == "eval":
+        return _eval(args)
     if args.command == "serve":
         from .web import serve
 

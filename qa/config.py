@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .chunking import Chunking
 from .provision import DEFAULT_MODEL_FILE
@@ -54,6 +55,9 @@ class Settings:
     temperature: float = 0.1
     context_tokens: int = 4096
     min_score: float = 0.15  # best passage similarity below which we refuse without asking the model
+    retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"
+    prompt: str = "grounded"  # "grounded" or "plain"
+    check: bool = True  # check citations against their passages
 
     def __post_init__(self) -> None:
         if self.model_path == Path():
@@ -69,3 +73,16 @@ class Settings:
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def keyword_dir(self) -> Path:
+        return self.data_dir / "keyword"
+
+
+# Named settings for `qa eval --preset`. "plain" is the simple pipeline the
+# project started from: dense retrieval only, a plain "cite the passages"
+# prompt, citations not checked.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "min_score": 0.0},
+}

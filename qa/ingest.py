@@ -25,6 +25,7 @@ from .articles import Article, Skipped, load_folder
 from .chunking import DEFAULT_CHUNKING, Chunking, split_passages
 from .embedder import Embedder
 from .errors import IndexBusyError, NoArticlesError
+from .retrieval import KeywordIndex
 from .store import ChromaStore, Passage
 
 Progress = Callable[[int, int], None]
@@ -135,8 +136,12 @@ def plan_ingest(articles: list[Article], stored: dict[str, set[str]], chunking: 
 
 def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
            chunking: Chunking = DEFAULT_CHUNKING, progress: Progress | None = None, rebuild: bool = False,
-           batch_size: int = 64) -> IngestReport:
-    """Make the index hold exactly the passages of the articles in ``folder``."""
+           batch_size: int = 64, keyword: KeywordIndex | None = None) -> IngestReport:
+    """Make the index hold exactly the passages of the articles in ``folder``.
+
+    The keyword index (default: the one in ``data_dir``) is rebuilt from the
+    store afterwards, so both always cover the same passages.
+    """
     if not folder.is_dir():
         raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md or .html articles.")
     articles, skipped = load_folder(folder)
@@ -156,4 +161,7 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
             if progress:
                 progress(min(i + batch_size, total), total)
         store.delete(plan.to_delete)
+        keyword = keyword or KeywordIndex(data_dir / "keyword")
+        if not plan.is_noop or not (keyword.directory / "meta.json").is_file():
+            keyword.build(store.all_passages())
     return plan.report

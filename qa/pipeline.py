@@ -1,7 +1,8 @@
 """Question in, cited answer out.
 
-    question (+ conversation) ──> retrieval query ──> passages (Chroma, dense)
-        │ best passage too far from the question: refuse without asking the model
+    question (+ conversation) ──> search text ──> passages (Chroma dense + BM25, fused)
+        │ best passage too far from the question, or a number of the question
+        │ in none of the passages: refuse without asking the model
         ▼
     prompt (constant system prompt first, passages, question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown
@@ -20,12 +21,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answer import Answer
-from .citations import CheckPolicy, MarkerStreamFilter, best_quote, check_citations, key_terms, make_citations
+from .citations import (
+    CheckPolicy,
+    MarkerStreamFilter,
+    best_quote,
+    check_citations,
+    cited_claims,
+    key_terms,
+    make_citations,
+)
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, strip_markers
+from .retrieval import KeywordIndex, Retriever, search_text
 from .store import ChromaStore, Passage
 
 REFUSAL = "I could not find the answer to this in the articles."
@@ -58,19 +68,6 @@ def normalise_history(history: Any) -> list[Message]:
     return out
 
 
-def retrieval_query(question: str, history: Sequence[Message]) -> str:
-    """The text to search with: the question, preceded by the previous question.
-
-    A follow-up such as "And in the Senate?" names nothing by itself; the
-    previous question supplies the topic.
-
-    >>> retrieval_query("And in the Senate?", [{"role": "user", "content": "Seats of the MAS?"}])
-    'Seats of the MAS? And in the Senate?'
-    """
-    previous = [m["content"] for m in history if m["role"] == "user"]
-    return f"{previous[-1]} {question}" if previous else question
-
-
 def clean_question(question: str) -> str:
     """Strip control characters and check the length; raise on an empty question."""
     text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in question or "")
@@ -92,12 +89,35 @@ class Pipeline:
     llm: LLM
     settings: Settings = field(default_factory=Settings)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
+    retriever: Retriever | None = None
+
+    def __post_init__(self) -> None:
+        if self.retriever is None:
+            self.retriever = Retriever(self.store, self.embedder, KeywordIndex(self.settings.keyword_dir))
 
     def retrieve(self, question: str, history: Sequence[Message] = (),
                  articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:
-        query = retrieval_query(question, history)
-        vector = self.embedder.embed([query])[0]
-        return self.store.query(vector, k or self.settings.top_k, articles=articles)
+        """The passages a question is answered from."""
+        return self._retrieve(question, history, articles, k)[0]
+
+    def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
+                  k: int | None = None) -> tuple[list[Passage], float]:
+        assert self.retriever is not None
+        found = self.retriever.retrieve(question, history, k or self.settings.top_k,
+                                        mode=self.settings.retrieval, articles=articles)
+        return found.passages, found.best_similarity
+
+    def _evidence_missing(self, question: str, passages: Sequence[Passage], best: float) -> bool:
+        """Retrieval evidence that the articles cannot answer: too far, or a number nowhere in them."""
+        if not passages or best < self.settings.min_score:
+            return True
+        if not self.settings.check:
+            return False
+        asked = key_terms(question)[1]
+        present: set[str] = set()
+        for p in passages:
+            present |= key_terms(p.text)[1]
+        return bool(asked - present)
 
     def ask_stream(self, question: str, history: History = None,
                    articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
@@ -109,17 +129,17 @@ class Pipeline:
         started = time.perf_counter()
         question = clean_question(question)
         turns = normalise_history(history)
-        passages = self.retrieve(question, turns, articles)
+        passages, best = self._retrieve(question, turns, articles)
         timings = {"retrieval_s": time.perf_counter() - started}
-        query = retrieval_query(question, turns)
+        query = search_text(question, turns)
 
-        if not passages or passages[0].score < self.settings.min_score:
+        if self._evidence_missing(question, passages, best):
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
             yield Answer(REFUSAL, False, [], question, query, passages, timings)
             return
 
-        messages = build_messages(question, passages, turns)
+        messages = build_messages(question, passages, turns, style=self.settings.prompt)
         markers = MarkerStreamFilter(len(passages))
         raw: list[str] = []
         held = True  # hold output while it could still be the NOT FOUND reply
@@ -155,14 +175,17 @@ class Pipeline:
         """Turn the model's full reply into a checked :class:`Answer`."""
         if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
             return Answer(REFUSAL, False, [], question, query, list(passages))
-        text, claims = check_citations(raw, passages, self.policy)
+        if self.settings.check:
+            text, claims = check_citations(raw, passages, self.policy, question)
+        else:
+            text, claims = cited_claims(raw, len(passages))
         body_words, body_numbers = key_terms(strip_markers(text))
         if claims and not body_words and not body_numbers:
             # A bare "[2]": answer with the cited passage's sentence that best matches the question.
             number = min(claims)
             quote, _, _ = best_quote(passages[number - 1], [question], max_sentences=1)
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
-        if not claims:
+        if not claims and self.settings.check:
             return Answer(REFUSAL, False, [], question, query, list(passages))
         return Answer(text, True, make_citations(claims, passages), question, query, list(passages))
 

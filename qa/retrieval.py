@@ -1,0 +1,235 @@
+"""Finding the passages for a question: dense + keyword search, fused.
+
+Dense retrieval (sentence embeddings in Chroma) finds passages that mean the
+same as the question; keyword retrieval (BM25, from the bm25s library) finds
+the passages that share its rare words, names and numbers, which small
+embedders blur. The two rankings are fused by reciprocal rank fusion, passages
+that repeat one another are dropped, and the first ``k`` are returned.
+
+The keyword index is derived data: it is rebuilt from the store after every
+ingest and saved beside it with a fingerprint of the passage ids it covers.
+If the fingerprint does not match the store (an ingest was interrupted, or the
+store is a shared server that someone else updated), it is rebuilt from the
+store on load.
+
+Follow-ups: a question such as "And in the Senate?" names nothing by itself;
+when a question looks like a follow-up, the previous question is added to the
+search text so the topic carries over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .embedder import Embedder
+from .llm import Message
+from .store import ChromaStore, Passage
+
+RRF_K = 60
+_STOP = frozenset("""a about after all also an and any are as at be because been but by can could did do does
+for from had has have how i if in into is it its me my of on or our so some than that the their them then there
+these they this those to was we were what when where which who whom whose why will with would you your""".split())
+_FOLLOW_UP = re.compile(r"\b(they|them|their|it|its|he|she|his|her|him|that|those|this|these|there|the same)\b",
+                        re.IGNORECASE)
+
+
+def tokens(text: str) -> list[str]:
+    """Keyword tokens: folded case and accents, numbers without separators, no stop words.
+
+    >>> tokens("Áñez's regime won 6,483,893 votes in the Senates")
+    ['anez', 'regime', 'won', '6483893', 'vote', 'senate']
+    """
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = re.sub(r"(?<=\d),(?=\d{3}\b)", "", folded)
+    out = []
+    for word in re.findall(r"\d+(?:\.\d+)?|[a-z]+", folded):
+        if word in _STOP or (len(word) < 2 and not word.isdigit()):
+            continue
+        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+def is_follow_up(question: str) -> bool:
+    """Does the question lean on the conversation before it?
+
+    A short question, one that opens with "and"/"what about", or one with a
+    pronoun and no name of its own leans on what came before.
+
+    >>> is_follow_up("And in the Senate?"), is_follow_up("Why was it postponed?")
+    (True, True)
+    >>> is_follow_up("Who led the coup regime in Bolivia?"), is_follow_up("What did Arce say he would do?")
+    (False, False)
+    """
+    words = question.split()
+    if len(words) <= 4 or re.match(r"(and|but|also|so|what about|how about|then)\b", question, re.IGNORECASE):
+        return True
+    names = [w for w in words[1:] if w[:1].isupper()]
+    return not names and bool(_FOLLOW_UP.search(question))
+
+
+def search_text(question: str, history: Sequence[Message]) -> str:
+    """The text to search with: the question, preceded by the previous one for a follow-up.
+
+    >>> search_text("And in the Senate?", [{"role": "user", "content": "Seats of the MAS?"}])
+    'Seats of the MAS? And in the Senate?'
+    """
+    previous = [m["content"] for m in history if m["role"] == "user"]
+    return f"{previous[-1]} {question}" if previous and is_follow_up(question) else question
+
+
+def fingerprint(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+class KeywordIndex:
+    """BM25 over the stored passages, persisted in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._bm25: Any = None
+        self._ids: list[str] = []
+        self._articles: list[str] = []
+        self._lock = threading.Lock()
+
+    def build(self, passages: Sequence[Passage]) -> None:
+        """Index ``passages`` and save the index (written aside, then swapped in)."""
+        import bm25s
+
+        with self._lock:
+            bm25: Any = None
+            if passages:
+                bm25 = bm25s.BM25()
+                bm25.index([tokens(f"{p.title} {p.text}") or ["_"] for p in passages], show_progress=False)
+            self._bm25, self._ids = bm25, [p.id for p in passages]
+            self._articles = [p.article_id for p in passages]
+            self.directory.mkdir(parents=True, exist_ok=True)
+            meta = {"ids": self._ids, "articles": self._articles, "fingerprint": fingerprint(self._ids)}
+            if bm25 is not None:
+                bm25.save(str(self.directory / "bm25"), show_progress=False)
+            tmp = self.directory / "meta.json.tmp"
+            tmp.write_text(json.dumps(meta))
+            tmp.replace(self.directory / "meta.json")
+
+    def load(self, store: ChromaStore) -> None:
+        """Load the saved index, or rebuild it when it does not match ``store``."""
+        import bm25s
+
+        meta_path = self.directory / "meta.json"
+        stored_ids = sorted(i for ids in store.ids_by_article().values() for i in ids)
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta["fingerprint"] != fingerprint(stored_ids):
+                raise ValueError("stale")
+            with self._lock:
+                self._ids, self._articles = meta["ids"], meta["articles"]
+                self._bm25 = bm25s.BM25.load(str(self.directory / "bm25"), show_progress=False) if self._ids \
+                    else None
+        except (OSError, ValueError, KeyError):
+            self.build(store.all_passages())
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._ids) or self._bm25 is not None
+
+    def search(self, query: str, k: int, articles: Sequence[str] | None = None) -> list[str]:
+        """Ids of the best ``k`` passages for ``query`` (only those with some keyword match)."""
+        import numpy as np
+
+        query_tokens = tokens(query)
+        with self._lock:
+            if self._bm25 is None or not query_tokens or not self._ids:
+                return []
+            mask = None
+            if articles:
+                wanted = set(articles)
+                mask = np.array([a in wanted for a in self._articles], dtype=np.float32)
+            k = min(k, len(self._ids))
+            docs, scores = self._bm25.retrieve([query_tokens], k=k, show_progress=False, weight_mask=mask)
+            return [self._ids[int(d)] for d, s in zip(docs[0], scores[0], strict=True) if float(s) > 0]
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
+    """Reciprocal rank fusion of several rankings of ids.
+
+    >>> rrf([["a", "b", "c"], ["c", "a"]])
+    ['a', 'c', 'b']
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
+    return sorted(scores, key=lambda item: -scores[item])
+
+
+def _overlap(a: Passage, b: Passage) -> float:
+    if a.article_id == b.article_id:
+        shared = min(a.end, b.end) - max(a.start, b.start)
+        if shared > 0:
+            return shared / min(a.end - a.start, b.end - b.start)
+    wa, wb = set(tokens(a.text)), set(tokens(b.text))
+    return len(wa & wb) / (min(len(wa), len(wb)) or 1)
+
+
+def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8) -> list[Passage]:
+    """Keep passages in order, skipping any that mostly repeats one already kept."""
+    kept: list[Passage] = []
+    for passage in passages:
+        if all(_overlap(passage, other) < threshold for other in kept):
+            kept.append(passage)
+    return kept
+
+
+@dataclass
+class Retrieved:
+    passages: list[Passage]
+    best_similarity: float  # cosine similarity of the best dense match
+    query: str
+
+
+class Retriever:
+    """Dense (Chroma) and keyword (BM25) search, fused."""
+
+    def __init__(self, store: ChromaStore, embedder: Embedder, keyword: KeywordIndex | None,
+                 candidates: int = 20) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.keyword = keyword
+        self.candidates = candidates
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Re-read the keyword index (after an ingest)."""
+        if self.keyword is not None:
+            self.keyword.load(self.store)
+        self._loaded = True
+
+    def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
+                 articles: Sequence[str] | None = None) -> Retrieved:
+        query = search_text(question, history)
+        vector = self.embedder.embed([query])[0]
+        if mode == "dense" or self.keyword is None:
+            dense = self.store.query(vector, k, articles=articles)
+            return Retrieved(dense, dense[0].score if dense else 0.0, query)
+        with self._lock:
+            if not self._loaded:
+                self.refresh()
+        dense = self.store.query(vector, self.candidates, articles=articles)
+        keyword_ids = self.keyword.search(query, self.candidates, articles=articles)
+        by_id = {p.id: p for p in dense}
+        missing = [i for i in keyword_ids if i not in by_id]
+        by_id.update({p.id: p for p in self.store.get(missing)})
+        fused = [by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id]
+        chosen = drop_near_duplicates(fused)[:k]
+        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query)
