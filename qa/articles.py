@@ -249,11 +249,12 @@ def pdf_paragraphs(page_text: str) -> list[str]:
     """Join a PDF page's lines back into paragraphs.
 
     A paragraph ends at a blank line, or at a line that ends a sentence and is
-    clearly shorter than the page's long lines; a word hyphenated across a line
-    break is joined again.
+    clearly shorter than the page's long lines; a short line with no final
+    punctuation is a heading of its own; a word hyphenated across a line break
+    is joined again.
 
-    >>> pdf_paragraphs("The vote was held on Oct-\nober 18 across the whole\ncountry.\nTurnout was high.")
-    ['The vote was held on October 18 across the whole country.', 'Turnout was high.']
+    >>> pdf_paragraphs("Election day\\nThe vote was held on Oct-\\nober 18 in the whole\\ncountry.\\nTurnout was high.")
+    ['Election day', 'The vote was held on October 18 in the whole country.', 'Turnout was high.']
     """
     lines = [" ".join(line.split()) for line in page_text.splitlines()]
     widest = max((len(line) for line in lines), default=0)
@@ -269,7 +270,8 @@ def pdf_paragraphs(page_text: str) -> list[str]:
             current = current[:-1] + line
         else:
             current = f"{current} {line}" if current else line
-        if line[-1] in ".!?:\"”’" and len(line) < 0.8 * widest:
+        heading = current == line and len(line) < 0.6 * widest and line[-1] not in ".,;:-" and line[0].isupper()
+        if heading or (line[-1] in ".!?:\"”’" and len(line) < 0.8 * widest):
             paragraphs.append(current)
             current = ""
     if current:
