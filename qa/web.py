@@ -624,7 +624,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) ->
     if callable(load):
         load()
     pipeline.embedder.embed(["warm up"])
-    where = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    shown = "<this machine's address>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    where = f"http://{shown}:{port}"
     login = "  (login required)" if options["auth"] else ""
     print(f"Chat page: {where}{login}  (Ctrl+C to stop)", flush=True)
     build_app().launch(server_port=port, **options)
