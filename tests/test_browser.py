@@ -225,6 +225,30 @@ def test_hostile_markup_in_articles_and_answers_is_shown_as_text(browser: Any, s
         + ' a[href^="javascript"]').length""")
     assert injected == 0 and page.dialogs == []
 
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-how').length === 0")
+    _ask(page, "What is the boiling point of tungsten?")
+    _answers(page).first.wait_for(timeout=60_000)
+    assert page.locator("#qa-chat .qa-refusal").count() == 1, "a refusal says so plainly"
+    assert page.locator("#qa-chat .qa-source").count() == 0, "and shows no sources"
+
+
+def test_examples_and_the_choice_of_articles(browser: Any, scripted_url: str) -> None:
+    page = _open(browser, scripted_url)
+    page.locator("#qa-chat").get_by_text("Who led the coup regime?").click()
+    _answers(page).first.wait_for(timeout=60_000)
+    assert "Who led the coup regime?" in page.inner_text("#qa-chat .user")
+
+    page.locator("#qa-articles .select-all-checkbox").click()  # untick every article
+    _ask(page, ZORBLAX_Q)
+    page.wait_for_selector("#qa-chat .qa-error:has-text('No article is chosen')")
+
+    page.locator("#qa-articles label").filter(has_text="Zorblax").click()
+    _ask(page, ZORBLAX_Q)
+    _answers(page).nth(1).wait_for(timeout=60_000)
+    _answers(page).nth(1).locator("summary").click()
+    assert "Searched 1 of 6 articles" in _answers(page).nth(1).inner_text()
+
 
 def test_stop_queue_and_upload(browser: Any, scripted_url: str, tmp_path: Path) -> None:
     first, second = _open(browser, scripted_url), _open(browser, scripted_url)
