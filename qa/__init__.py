@@ -16,6 +16,7 @@ from .errors import (
     NoArticlesError,
     ProvisionError,
     QAError,
+    UploadError,
 )
 from .ingest import IngestReport
 from .pipeline import Pipeline
@@ -33,6 +34,7 @@ __all__ = [
     "ProvisionError",
     "QAError",
     "Settings",
+    "UploadError",
     "ask",
     "ask_stream",
     "build_pipeline",

@@ -68,9 +68,6 @@ def ingest(folder: str | Path | None = None, *, rebuild: bool = False,
            progress: Callable[[int, int], None] | None = None) -> IngestReport:
     """Index the articles of ``folder`` (default: the bundled ``seeds/``)."""
     pipeline = get_pipeline()
-    assert pipeline.retriever is not None
-    report = ingest_folder(Path(folder) if folder else default_seeds_dir(), pipeline.store, pipeline.embedder,
-                           pipeline.settings.data_dir, pipeline.settings.chunking, progress=progress,
-                           rebuild=rebuild, keyword=pipeline.retriever.keyword)
-    pipeline.retriever.refresh()
-    return report
+    return ingest_folder(Path(folder) if folder else default_seeds_dir(), pipeline.store, pipeline.embedder,
+                         pipeline.settings.data_dir, pipeline.settings.chunking, progress=progress,
+                         rebuild=rebuild)

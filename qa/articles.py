@@ -1,6 +1,6 @@
 """Reading articles from a folder.
 
-An article is a ``.txt``, ``.md`` or ``.html`` file. Plain text and Markdown
+An article is a ``.txt``, ``.md``, ``.html`` or ``.pdf`` file. Plain text and Markdown
 files may open with a front matter block naming the article::
 
     ---
@@ -14,6 +14,9 @@ Without front matter the title is the first short line, unless that line looks
 like a photo caption or image file name, in which case the file name is used.
 HTML pages give their ``<title>``/``<h1>`` and ``og:site_name``/``author`` meta
 tags, and only their text content (no scripts, styles, navigation or forms).
+PDF files give the text of their pages (pypdf), with lines joined back into
+paragraphs, and their Title/Author metadata; a PDF with no text layer (a scan)
+is skipped with that reason.
 
 Web leftovers (subscribe buttons, "Previous"/"Next" links, donation appeals,
 image credits) are dropped paragraph by paragraph, so they can never be
@@ -24,12 +27,13 @@ indexes into it.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
@@ -214,7 +218,7 @@ def html_to_article_parts(raw: str) -> tuple[dict[str, str], str]:
     return {k: v for k, v in meta.items() if v}, "\n\n".join(parser.blocks)
 
 
-# --- files and folders -------------------------------------------------------------
+# --- text files --------------------------------------------------------------------
 
 def _title_from_name(path: Path) -> str:
     return re.sub(r"[_-]+", " ", path.stem).strip() or path.name
@@ -239,6 +243,87 @@ def parse_article(raw: str, source: str, suffix: str) -> Article:
                    author=meta.get("author", ""), date=meta.get("date", ""))
 
 
+# --- PDF -------------------------------------------------------------------------------
+
+def pdf_paragraphs(page_text: str) -> list[str]:
+    """Join a PDF page's lines back into paragraphs.
+
+    A paragraph ends at a blank line, or at a line that ends a sentence and is
+    clearly shorter than the page's long lines; a short line with no final
+    punctuation is a heading of its own; a word hyphenated across a line break
+    is joined again.
+
+    >>> pdf_paragraphs("Election day\\nThe vote was held on Oct-\\nober 18 in the whole\\ncountry.\\nTurnout was high.")
+    ['Election day', 'The vote was held on October 18 in the whole country.', 'Turnout was high.']
+    """
+    lines = [" ".join(line.split()) for line in page_text.splitlines()]
+    widest = max((len(line) for line in lines), default=0)
+    paragraphs: list[str] = []
+    current = ""
+    for line in lines:
+        if not line:
+            if current:
+                paragraphs.append(current)
+            current = ""
+            continue
+        if current.endswith("-") and line[:1].islower():
+            current = current[:-1] + line
+        else:
+            current = f"{current} {line}" if current else line
+        heading = current == line and len(line) < 0.6 * widest and line[-1] not in ".,;:-" and line[0].isupper()
+        if heading or (line[-1] in ".!?:\"”’" and len(line) < 0.8 * widest):
+            paragraphs.append(current)
+            current = ""
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def parse_pdf(data: bytes, source: str) -> Article | Skipped:
+    """Build an :class:`Article` from the bytes of a PDF file."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            return Skipped(source, "the PDF is password-protected")
+        paragraphs: list[str] = []
+        for page in reader.pages:
+            paragraphs.extend(pdf_paragraphs(page.extract_text() or ""))
+        info: dict[str, object] = dict(reader.metadata or {})
+        meta = {"title": str(info.get("/Title") or "").strip(), "author": str(info.get("/Author") or "").strip()}
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        return Skipped(source, f"unreadable PDF ({exc})")
+    body = clean_body("\n\n".join(paragraphs))
+    title = meta["title"]
+    if not title or title.lower().startswith(("untitled", "microsoft word")):
+        title, body = split_title(body, _title_from_name(Path(source)))
+    if not body.strip():
+        return Skipped(source, "no text in the PDF (a scanned PDF needs text recognition first)")
+    return Article(source=source, title=title, text=body.strip(), author=meta["author"])
+
+
+# --- files and folders -------------------------------------------------------------
+
+def article_from_bytes(data: bytes, source: str, suffix: str) -> Article | Skipped:
+    """Parse a file's bytes; return a :class:`Skipped` with the reason when they cannot be used."""
+    if suffix == ".pdf":
+        if not data.startswith(b"%PDF-"):
+            return Skipped(source, "named .pdf but not a PDF file")
+        return parse_pdf(data, source)
+    if b"\x00" in data[:8192]:
+        return Skipped(source, "binary file, not text")
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raw = data.decode("cp1252", errors="replace")
+    article = parse_article(raw, source, suffix)
+    if not article.text.strip():
+        return Skipped(source, "no article text")
+    return article
+
+
 def read_article(path: Path, source: str) -> Article | Skipped:
     """Read one file; return a :class:`Skipped` with the reason when it cannot be used."""
     try:
@@ -248,16 +333,7 @@ def read_article(path: Path, source: str) -> Article | Skipped:
         data = path.read_bytes()
     except OSError as exc:
         return Skipped(source, f"unreadable ({exc.strerror or exc})")
-    if b"\x00" in data[:8192]:
-        return Skipped(source, "binary file, not text")
-    try:
-        raw = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raw = data.decode("cp1252", errors="replace")
-    article = parse_article(raw, source, path.suffix.lower())
-    if not article.text.strip():
-        return Skipped(source, "no article text")
-    return article
+    return article_from_bytes(data, source, path.suffix.lower())
 
 
 def list_article_files(folder: Path) -> list[Path]:

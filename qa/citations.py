@@ -86,7 +86,10 @@ class MarkerStreamFilter:
     def feed(self, piece: str) -> str:
         out = []
         for char in piece:
-            if self._held:
+            if self._held and char == "[":
+                out.append(self._held)  # an unclosed "[" was no marker; start again here
+                self._held = char
+            elif self._held:
                 self._held += char
                 if char == "]":
                     out.append(self._release())
@@ -140,34 +143,39 @@ def _stem(word: str) -> str:
     return word
 
 
+def _coverage(words: set[str], numbers: set[str], p_words: set[str], p_numbers: set[str]) -> float:
+    total = len(words) + len(numbers)
+    if not total:
+        return 1.0
+    score = (len(words & p_words) + len(numbers & p_numbers)) / total
+    return score / 5 if numbers - p_numbers else score
+
+
 def support(claim: str, passage_text: str, known: str = "") -> float:
     """How well ``passage_text`` supports ``claim``, from 0 to 1.
 
-    The share of the claim's key words found in the passage, numbers counting
-    double; a number of the claim missing from the passage cuts the score to a
-    fifth. Words of ``known`` (the question) are left out when the claim says
-    anything beyond them: restating the question proves nothing, the new
-    information must be in the passage.
+    The share of the claim's key terms found in the passage, where a number
+    of the claim missing from the passage cuts the score to a fifth. The same
+    share is taken of the terms that ``known`` (the question) does not
+    already hold, and the lower of the two counts: restating the question
+    proves nothing, the new information must be in the passage.
 
     >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
-    0.75
+    0.6667
     >>> support("Turnout was 91 percent.", "participation of 88.4 percent")
-    0.05
+    0.0667
     >>> support("The capital of Bolivia is Sucre.", "Bolivia's capital, La Paz", known="capital of Bolivia?")
     0.0
     """
     words, numbers = key_terms(claim)
-    known_words, known_numbers = key_terms(known)
-    if (words - known_words) or (numbers - known_numbers):
-        words, numbers = words - known_words, numbers - known_numbers
     if not words and not numbers:
         return 0.0
     p_words, p_numbers = key_terms(passage_text)
-    total = len(words) + 2 * len(numbers)
-    hit = len(words & p_words) + 2 * len(numbers & p_numbers)
-    score = hit / total
-    if numbers - p_numbers:
-        score /= 5
+    score = _coverage(words, numbers, p_words, p_numbers)
+    known_words, known_numbers = key_terms(known)
+    novel_words, novel_numbers = words - known_words, numbers - known_numbers
+    if novel_words or novel_numbers:
+        score = min(score, _coverage(novel_words, novel_numbers, p_words, p_numbers))
     return round(score, 4)
 
 

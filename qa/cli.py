@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("setup", help="provision the default answering model into the models folder")
 
-    ing = sub.add_parser("ingest", help="index a folder of .txt, .md and .html articles")
+    ing = sub.add_parser("ingest", help="index a folder of .txt, .md, .html and .pdf articles")
     ing.add_argument("folder", nargs="?", type=Path, default=default_seeds_dir(),
                      help="folder of articles (default: the bundled seeds/)")
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    serve.add_argument("--auth", metavar="USER:PASSWORD",
+                       help="require this login (or set QA_AUTH=USER:PASSWORD); needed with any --host other "
+                            "than 127.0.0.1/localhost")
     return parser
 
 
@@ -184,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from .web import serve
 
-        serve(host=args.host, port=args.port)
+        serve(host=args.host, port=args.port, auth=args.auth)
         return 0
     raise AssertionError(args.command)  # pragma: no cover
 
@@ -193,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = _parser().parse_args(argv)
     try:
         return _run(args)

@@ -50,7 +50,7 @@ class Settings:
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
     threads: int = field(default_factory=lambda: int(os.environ.get("QA_THREADS", "0") or 0) or (os.cpu_count() or 2))
     chunking: Chunking = field(default_factory=Chunking)
-    top_k: int = 4
+    top_k: int = 6
     max_tokens: int = 200
     temperature: float = 0.1
     context_tokens: int = 4096
@@ -84,5 +84,5 @@ class Settings:
 # prompt, citations not checked.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "min_score": 0.0},
+    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "min_score": 0.0, "top_k": 9},
 }

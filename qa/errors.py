@@ -10,6 +10,7 @@ page) print the message and never a traceback.
      ├── ModelNotFoundError      the GGUF or embedder folder is missing or broken
      ├── IndexNotReadyError      nothing has been ingested yet, or the store is broken
      ├── IndexBusyError          another ingest holds the data directory
+     ├── UploadError             a file added on the chat page was refused
      └── ProvisionError          assembling the default model failed
 """
 
@@ -38,6 +39,10 @@ class IndexNotReadyError(QAError):
 
 class IndexBusyError(QAError):
     """Another process is writing the same index."""
+
+
+class UploadError(QAError):
+    """A file added on the chat page was refused; nothing was changed."""
 
 
 class ProvisionError(QAError):

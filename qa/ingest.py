@@ -9,6 +9,10 @@ removes. Articles that disappeared from the folder lose their passages.
 
 One ingest at a time per data directory: a second one is refused with a
 message rather than interleaving its writes.
+
+Articles added on the chat page live apart, in ``<data dir>/uploads/``, with
+ids starting ``uploads/``; ingesting a folder leaves them alone (see
+:mod:`qa.library`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .retrieval import KeywordIndex
 from .store import ChromaStore, Passage
 
 Progress = Callable[[int, int], None]
+UPLOAD_PREFIX = "uploads/"  # article ids of files added on the chat page
 
 
 def passage_id(article_id: str, text: str) -> str:
@@ -136,32 +141,43 @@ def plan_ingest(articles: list[Article], stored: dict[str, set[str]], chunking: 
 
 def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
            chunking: Chunking = DEFAULT_CHUNKING, progress: Progress | None = None, rebuild: bool = False,
-           batch_size: int = 64, keyword: KeywordIndex | None = None) -> IngestReport:
+           batch_size: int = 64) -> IngestReport:
     """Make the index hold exactly the passages of the articles in ``folder``.
 
-    The keyword index (default: the one in ``data_dir``) is rebuilt from the
-    store afterwards, so both always cover the same passages.
+    The keyword index in ``data_dir`` is rebuilt from the store afterwards, so
+    both always cover the same passages.
     """
     if not folder.is_dir():
-        raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md or .html articles.")
+        raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md, .html or .pdf articles.")
     articles, skipped = load_folder(folder)
     if not articles:
         detail = f" ({'; '.join(f'{s.source}: {s.reason}' for s in skipped)})" if skipped else ""
-        raise NoArticlesError(f"No readable .txt, .md or .html article in {folder}{detail}. "
+        raise NoArticlesError(f"No readable .txt, .md, .html or .pdf article in {folder}{detail}. "
                               "Add article files there, or name another folder.")
     with ingest_lock(data_dir):
         if rebuild:
             store.reset()
-        plan = plan_ingest(articles, store.ids_by_article(), chunking)
+        stored = {a: ids for a, ids in store.ids_by_article().items() if not a.startswith(UPLOAD_PREFIX)}
+        plan = plan_ingest(articles, stored, chunking)
         plan.report.skipped = skipped
-        total = len(plan.to_add)
-        for i in range(0, total, batch_size):
-            batch = plan.to_add[i:i + batch_size]
-            store.add(batch, embedder.embed([f"{p.title}\n{p.text}" for p in batch]))
-            if progress:
-                progress(min(i + batch_size, total), total)
-        store.delete(plan.to_delete)
-        keyword = keyword or KeywordIndex(data_dir / "keyword")
-        if not plan.is_noop or not (keyword.directory / "meta.json").is_file():
-            keyword.build(store.all_passages())
+        apply_plan(plan, store, embedder, progress, batch_size)
+        if not plan.is_noop or not (data_dir / "keyword" / "meta.json").is_file():
+            sync_keyword(store, data_dir)
     return plan.report
+
+
+def sync_keyword(store: ChromaStore, data_dir: Path) -> None:
+    """Rebuild the keyword index of ``data_dir`` from the store (call after every change to it)."""
+    KeywordIndex(data_dir / "keyword").build(store.all_passages())
+
+
+def apply_plan(plan: Plan, store: ChromaStore, embedder: Embedder, progress: Progress | None = None,
+               batch_size: int = 64) -> None:
+    """Embed and write the new passages, then delete the stale ones."""
+    total = len(plan.to_add)
+    for i in range(0, total, batch_size):
+        batch = plan.to_add[i:i + batch_size]
+        store.add(batch, embedder.embed([f"{p.title}\n{p.text}" for p in batch]))
+        if progress:
+            progress(min(i + batch_size, total), total)
+    store.delete(plan.to_delete)

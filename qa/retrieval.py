@@ -6,11 +6,12 @@ the passages that share its rare words, names and numbers, which small
 embedders blur. The two rankings are fused by reciprocal rank fusion, passages
 that repeat one another are dropped, and the first ``k`` are returned.
 
-The keyword index is derived data: it is rebuilt from the store after every
-ingest and saved beside it with a fingerprint of the passage ids it covers.
-If the fingerprint does not match the store (an ingest was interrupted, or the
-store is a shared server that someone else updated), it is rebuilt from the
-store on load.
+The keyword index is derived data: every change to the store (ingest,
+upload, removal) rebuilds it and saves it beside the store with a fingerprint
+of the passage ids it covers. A retriever reloads it when the saved file
+changes or the store's passage count no longer matches; if the fingerprint
+does not match the store (an ingest was interrupted, or the store is a shared
+server that someone else updated), it is rebuilt from the store on load.
 
 Follow-ups: a question such as "And in the Senate?" names nothing by itself;
 when a question looks like a follow-up, the previous question is added to the
@@ -100,6 +101,7 @@ class KeywordIndex:
         self._bm25: Any = None
         self._ids: list[str] = []
         self._articles: list[str] = []
+        self._loaded_stamp: float = -2
         self._lock = threading.Lock()
 
     def build(self, passages: Sequence[Passage]) -> None:
@@ -121,6 +123,17 @@ class KeywordIndex:
             tmp.write_text(json.dumps(meta))
             tmp.replace(self.directory / "meta.json")
 
+    def _stamp(self) -> float:
+        try:
+            return (self.directory / "meta.json").stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    def ensure_current(self, store: ChromaStore) -> None:
+        """Reload when the saved index changed or no longer matches the store's size."""
+        if self._stamp() != self._loaded_stamp or store.count() != len(self._ids):
+            self.load(store)
+
     def load(self, store: ChromaStore) -> None:
         """Load the saved index, or rebuild it when it does not match ``store``."""
         import bm25s
@@ -137,6 +150,7 @@ class KeywordIndex:
                     else None
         except (OSError, ValueError, KeyError):
             self.build(store.all_passages())
+        self._loaded_stamp = self._stamp()
 
     @property
     def loaded(self) -> bool:
@@ -206,14 +220,7 @@ class Retriever:
         self.embedder = embedder
         self.keyword = keyword
         self.candidates = candidates
-        self._loaded = False
         self._lock = threading.Lock()
-
-    def refresh(self) -> None:
-        """Re-read the keyword index (after an ingest)."""
-        if self.keyword is not None:
-            self.keyword.load(self.store)
-        self._loaded = True
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
                  articles: Sequence[str] | None = None) -> Retrieved:
@@ -223,8 +230,7 @@ class Retriever:
             dense = self.store.query(vector, k, articles=articles)
             return Retrieved(dense, dense[0].score if dense else 0.0, query)
         with self._lock:
-            if not self._loaded:
-                self.refresh()
+            self.keyword.ensure_current(self.store)
         dense = self.store.query(vector, self.candidates, articles=articles)
         keyword_ids = self.keyword.search(query, self.candidates, articles=articles)
         by_id = {p.id: p for p in dense}

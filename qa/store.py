@@ -153,6 +153,16 @@ class ChromaStore:
         for i in range(0, len(ids), 5000):
             self.collection.delete(ids=ids[i:i + 5000])
 
+    def passage_ids(self, article_id: str) -> set[str]:
+        """The ids of one article's passages."""
+        return {str(i) for i in self.collection.get(where={"article_id": article_id}, include=[])["ids"]}
+
+    def delete_article(self, article_id: str) -> int:
+        """Delete every passage of one article; return how many there were."""
+        ids = sorted(self.passage_ids(article_id))
+        self.delete(ids)
+        return len(ids)
+
     def get(self, ids: Sequence[str]) -> list[Passage]:
         if not ids:
             return []

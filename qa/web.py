@@ -1,28 +1,56 @@
 """The chat page (Gradio).
 
-One page: the conversation, streamed token by token; under every answer its
-sources, each with the article title, outlet and the quoted sentence(s), and
-the whole passage (quote highlighted) one click away. Article text and model
-output are HTML-escaped before display, so markup inside an article is shown,
-never run.
+    ┌ conversation ─────────────────────────────┐ ┌ Library ─────────────────┐
+    │ question                                  │ │ articles to draw on  ☑ … │
+    │ answer, streamed; [n] markers             │ │ add .txt .md .html .pdf  │
+    │   Sources: [n] title — outlet             │ │ remove an article        │
+    │     "…context <mark>quote</mark> context…"│ ├ Settings ────────────────┤
+    │     ▸ whole passage  ▸ how it was made    │ │ model · passages · temp. │
+    │ [ Ask a question…              Ask/Stop ] │ └──────────────────────────┘
+    └───────────────────────────────────────────┘
 
-The same app serves an API endpoint ``/ask`` that returns the JSON of
-``qa ask --json``, for ``gradio_client`` callers.
+The conversation is a list of *turns* kept in the browser (``gr.BrowserState``,
+so it survives a reload): the question, the answer's text, citations and
+timings, and a status (waiting, streaming, done, stopped, error). The chat
+display is always rendered from the turns, on the server, and every piece of
+article text or model output is HTML-escaped there; the HTML of a message has
+no blank line, so Markdown never parses inside it. Markup in an article is
+shown as text, never run.
+
+Settings (model, passages, temperature) belong to the browser session. A
+question is answered by a per-request copy of the pipeline with those
+settings; each GGUF model is loaded once per process and then shared.
+
+One answer is generated at a time (the ``answer`` concurrency group, shared
+with the ``/ask`` API); a waiting user sees their place in the queue.
+
+The API: ``/ask`` (question, history, articles) returns the JSON of
+``qa ask --json``; ``/add_articles`` adds files as the upload control does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
-from collections.abc import Callable, Iterator
+import ipaddress
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from .answer import Answer, Citation
+from .answer import Answer
 from .api import get_pipeline
 from .errors import QAError
-from .llm import check_gguf
+from .library import UPLOAD_SUFFIXES, Library
+from .llm import LLM, LlamaCppLLM, check_gguf
 from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = [
     "What was the voter turnout in the October 2020 election?",
@@ -30,121 +58,574 @@ EXAMPLES = [
     "Who led the coup regime?",
     "Why is the MAS not a traditional political party?",
 ]
+MAX_TOP_K = 12
+Turn = dict[str, Any]
 
 CSS = """
-.qa-sources { margin-top: .6em; border-top: 1px solid #ddd; padding-top: .4em; font-size: .92em; }
-.qa-source { margin: .35em 0; }
-.qa-source q { display: block; margin: .2em 0 .2em 1em; font-style: italic; }
-.qa-source mark { background: #fff3a8; }
+.qa-answer { line-height: 1.55; }
+.qa-ref { font-size: .78em; font-weight: 600; vertical-align: super; color: var(--color-accent); }
+.qa-refusal { padding: .5em .75em; border-left: 3px solid #d97706; background: rgba(217, 119, 6, .08); }
+.qa-error { padding: .5em .75em; border-left: 3px solid #dc2626; background: rgba(220, 38, 38, .08); }
+.qa-note { color: var(--body-text-color-subdued); font-style: italic; }
+.qa-sources { margin-top: .8em; border-top: 1px solid var(--border-color-primary); padding-top: .5em; }
+.qa-sources-title { font-weight: 600; font-size: .9em; text-transform: uppercase; letter-spacing: .04em;
+  color: var(--body-text-color-subdued); }
+.qa-source { margin: .55em 0; font-size: .94em; }
+.qa-source-head { font-weight: 600; }
+.qa-source-meta { color: var(--body-text-color-subdued); font-weight: normal; }
+.qa-context { margin: .25em 0 .2em 1.4em; color: var(--body-text-color-subdued); }
+.qa-context mark, .qa-passage mark { background: #fde68a; color: #1f2937; padding: 0 .1em; border-radius: 2px; }
+.qa-source details, .qa-how { margin-left: 1.4em; font-size: .9em; }
+.qa-source summary, .qa-how summary { cursor: pointer; color: var(--color-accent); }
+.qa-passage { margin: .3em 0; padding: .4em .7em; border-left: 3px solid var(--border-color-primary); }
+.qa-how { margin: .7em 0 0 0; color: var(--body-text-color-subdued); }
+#qa-articles .wrap { flex-direction: column; gap: .35em; }
+#qa-articles .wrap label { width: 100%; font-size: .9em; padding: .4em .6em; color: var(--body-text-color) !important;
+  background: var(--block-background-fill) !important; border: 1px solid var(--border-color-primary); }
+#qa-articles .wrap label.selected { background: var(--color-accent-soft) !important;
+  border-color: var(--color-accent); }
 """
 
 
-def _text(value: str) -> str:
-    """Escape text for the Markdown/HTML chat display.
+# --- rendering (everything from articles or the model is escaped here) ------------------
 
-    >>> _text("<script>x</script> *a*")
-    '&lt;script&gt;x&lt;/script&gt; \\\\*a\\\\*'
+def _e(value: object) -> str:
+    """Escape any value for HTML, and keep it on one line.
+
+    >>> _e('<img src=x onerror="alert(1)">\\n\\n[a](javascript:x)')
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;<br><br>[a](javascript:x)'
     """
-    escaped = html.escape(value, quote=False)
-    for char in "\\`*_{}#|~":
-        escaped = escaped.replace(char, "\\" + char)
-    return escaped
+    return html.escape(str(value)).replace("\r\n", "\n").replace("\n", "<br>")
 
 
-def _source_html(citation: Citation) -> str:
-    outlet = f" — {html.escape(citation.outlet)}" if citation.outlet else ""
-    quote = " ".join(citation.quote.split())
-    passage = citation.passage or citation.quote
-    at = passage.find(citation.quote)
+def _with_markers(text: str) -> str:
+    """Escaped answer text, its ``[n]`` markers styled.
+
+    >>> _with_markers("Turnout was 88.4% [1]. <b>")
+    'Turnout was 88.4% <span class="qa-ref">[1]</span>. &lt;b&gt;'
+    """
+    return re.sub(r"\[(\d+)\]", r'<span class="qa-ref">[\1]</span>', _e(text))
+
+
+def _locate(passage: str, quote: str) -> tuple[int, int] | None:
+    at = passage.find(quote)
     if at >= 0:
-        whole = (html.escape(passage[:at]) + "<mark>" + html.escape(citation.quote) + "</mark>"
-                 + html.escape(passage[at + len(citation.quote):]))
+        return at, at + len(quote)
+    words = quote.split()
+    if not words:
+        return None
+    match = re.search(r"\s+".join(re.escape(w) for w in words), passage)
+    return (match.start(), match.end()) if match else None
+
+
+def _highlighted(passage: str, quote: str, around: int | None = None) -> str:
+    """The passage with the quote marked; with ``around``, only that much context either side.
+
+    >>> _highlighted("One. Two <b>2</b>. Three.", "Two <b>2</b>.")
+    'One. <mark>Two &lt;b&gt;2&lt;/b&gt;.</mark> Three.'
+    >>> _highlighted("Alpha beta gamma. Delta.", "Delta.", around=8)
+    '… gamma. <mark>Delta.</mark>'
+    """
+    span = _locate(passage, quote)
+    if span is None:
+        return f"<mark>{_e(quote)}</mark>" if quote else _e(passage)
+    start, end = span
+    before, after = passage[:start], passage[end:]
+    if around is not None:
+        if len(before) > around:
+            before = "… " + before[-around:].split(" ", 1)[-1].lstrip()
+        if len(after) > around:
+            after = after[:around].rsplit(" ", 1)[0].rstrip() + " …"
+    return f"{_e(before)}<mark>{_e(passage[start:end])}</mark>{_e(after)}"
+
+
+def _source_html(c: dict[str, Any]) -> str:
+    number = int(c.get("number") or 0)
+    title, outlet, source = str(c.get("article") or ""), str(c.get("outlet") or ""), str(c.get("source") or "")
+    quote, passage = str(c.get("quote") or ""), str(c.get("passage") or c.get("quote") or "")
+    meta = " — ".join(_e(x) for x in (outlet, source) if x)
+    return (f'<div class="qa-source"><div class="qa-source-head">[{number}] {_e(title)} '
+            f'<span class="qa-source-meta">{meta}</span></div>'
+            f'<div class="qa-context">{_highlighted(passage, quote, around=160)}</div>'
+            f'<details><summary>Read the whole passage</summary>'
+            f'<div class="qa-passage">{_highlighted(passage, quote)}</div></details></div>')
+
+
+def _how_html(how: dict[str, Any]) -> str:
+    """The "how this answer was made" detail, from the answer's timings and settings."""
+    def num(key: str) -> float:
+        try:
+            return float(how.get(key) or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
+
+    scope = how.get("scope") or "all articles"
+    parts = [f"Searched {_e(scope)} for the {int(num('top_k'))} closest passages in {num('retrieval_s'):.2f} s."]
+    tokens, first, total = num("tokens"), num("first_token_s"), num("total_s")
+    if "tokens" in how:
+        generating = total - first
+        rate = tokens / generating if tokens > 1 and generating > 0 else tokens / total if total > 0 else 0.0
+        parts.append(f"First words after {first:.2f} s; whole answer in {total:.2f} s; "
+                     f"{int(tokens)} tokens at {rate:.1f} tokens/s.")
+        if how.get("model"):
+            parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
     else:
-        whole = html.escape(passage)
-    return (f'<div class="qa-source"><b>[{citation.number}]</b> <b>{html.escape(citation.article)}</b>{outlet} '
-            f'<small>({html.escape(citation.source)})</small><q>{html.escape(quote)}</q>'
-            f"<details><summary>Whole passage</summary><blockquote>{whole}</blockquote></details></div>")
+        parts.append(f"No passage was close enough to the question, so the model was not asked "
+                     f"({total:.2f} s in all).")
+    return (f'<details class="qa-how"><summary>How this answer was made</summary>'
+            f'{" ".join(parts)}</details>')
+
+
+def render_turn(turn: Turn) -> str:
+    """The HTML of one answer message (one line, no blank line)."""
+    status, text = turn.get("status"), str(turn.get("text") or "")
+    if status == "waiting":
+        return ('<div class="qa-note">Waiting for the model… It answers one question at a time; while it is busy, '
+                'your place in the queue shows at the bottom of the conversation.</div>')
+    if status == "streaming":
+        body = _with_markers(text) if text else '<span class="qa-note">Searching the articles…</span>'
+        return f'<div class="qa-answer">{body} ▍</div>'
+    if status == "stopped":
+        partial = f"{_with_markers(text)} " if text else ""
+        return f'<div class="qa-answer">{partial}<span class="qa-note">(stopped)</span></div>'
+    if status == "error":
+        return f'<div class="qa-error">⚠️ {_e(text)}</div>'
+    how = _how_html(turn.get("how") or {})
+    citations = [c for c in turn.get("citations") or [] if isinstance(c, dict)]
+    if not turn.get("answered") or not citations:
+        return f'<div class="qa-refusal">{_e(text)}</div>{how}'
+    sources = "".join(_source_html(c) for c in citations)
+    return (f'<div class="qa-answer">{_with_markers(text)}</div>'
+            f'<div class="qa-sources"><div class="qa-sources-title">Sources</div>{sources}</div>{how}')
 
 
 def render_answer(answer: Answer) -> str:
     """The chat message for a finished answer: text, then its sources."""
-    body = _text(answer.text)
-    if not answer.citations:
-        return body
-    sources = "".join(_source_html(c) for c in answer.citations)
-    return f'{body}\n\n<div class="qa-sources"><b>Sources</b>{sources}</div>'
+    return render_turn(_finished(answer, {}))
 
 
-def _respond(pipeline_factory: Callable[[], Pipeline]) -> Callable[..., Iterator[tuple[Any, Any, str]]]:
-    def respond(question: str, chat: list[dict[str, Any]], history: list[dict[str, str]]
-                ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]], str]]:
-        chat = [*(chat or []), {"role": "user", "content": _text(question or "")},
-                {"role": "assistant", "content": "…"}]
-        yield chat, history, ""
-        partial = ""
+def render_chat(turns: Sequence[Turn]) -> list[dict[str, str]]:
+    """The Chatbot messages for the conversation."""
+    messages: list[dict[str, str]] = []
+    for turn in turns or []:
+        if not isinstance(turn, dict):
+            continue
+        messages.append({"role": "user", "content": f'<div class="qa-question">{_e(turn.get("q") or "")}</div>'})
+        messages.append({"role": "assistant", "content": render_turn(turn)})
+    return messages
+
+
+def _finished(answer: Answer, how: dict[str, Any]) -> Turn:
+    return {"q": answer.question, "status": "done", "text": answer.text, "answered": answer.answered,
+            "citations": [c.to_dict() for c in answer.citations], "how": {**answer.timings, **how}}
+
+
+def history_of(turns: Sequence[Turn]) -> list[dict[str, str]]:
+    """The finished turns as chat history for the pipeline."""
+    out: list[dict[str, str]] = []
+    for turn in turns:
+        if isinstance(turn, dict) and turn.get("status") == "done":
+            out += [{"role": "user", "content": str(turn.get("q") or "")},
+                    {"role": "assistant", "content": str(turn.get("text") or "")}]
+    return out
+
+
+# --- per-session settings -----------------------------------------------------------------
+
+_llms: dict[Path, LLM] = {}
+_llms_lock = threading.Lock()
+
+
+def _base_model(pipeline: Pipeline) -> Path:
+    path = getattr(pipeline.llm, "model_path", None)
+    return Path(path) if path else pipeline.settings.model
+
+
+def model_choices(pipeline: Pipeline) -> dict[str, Path]:
+    """The models a user may pick: the configured one first, then every ``.gguf`` in the models folder."""
+    base = _base_model(pipeline)
+    choices = {base.name: base}
+    folder = pipeline.settings.models_dir
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.gguf")):
+            if path.is_file():
+                choices.setdefault(path.name, path)
+    return choices
+
+
+def _llm_for(path: Path, pipeline: Pipeline) -> LLM:
+    """The process-wide model for ``path``, created (and later loaded) once."""
+    key = path.resolve()
+    with _llms_lock:
+        llm = _llms.get(key)
+        if llm is None:
+            check_gguf(path)
+            llm = _llms[key] = LlamaCppLLM(path, n_ctx=pipeline.settings.context_tokens,
+                                           n_threads=pipeline.settings.threads)
+        return llm
+
+
+def session_pipeline(base: Pipeline, model: str | None, top_k: float | None,
+                     temperature: float | None) -> Pipeline:
+    """A copy of ``base`` that answers with this session's model, passage count and temperature."""
+    choices = model_choices(base)
+    path = choices.get(model or "") or _base_model(base)
+    if model and model not in choices:
+        raise QAError(f"The model {model} is no longer in {base.settings.models_dir}. Choose another in Settings.")
+    llm = base.llm if path == _base_model(base) else _llm_for(path, base)
+    k = base.settings.top_k if top_k is None else max(1, min(MAX_TOP_K, int(top_k)))
+    t = base.settings.temperature if temperature is None else max(0.0, min(2.0, float(temperature)))
+    settings = dataclasses.replace(base.settings, top_k=k, temperature=t)
+    return dataclasses.replace(base, llm=llm, settings=settings)
+
+
+# --- the page -------------------------------------------------------------------------------
+
+def _count(n: int, noun: str) -> str:
+    """
+    >>> _count(1, "passage"), _count(3, "passage")
+    ('1 passage', '3 passages')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _article_label(row: dict[str, Any]) -> str:
+    outlet = f" — {row['outlet']}" if row.get("outlet") else ""
+    return f"{row['title']}{outlet} · {_count(int(row['passages']), 'passage')}"
+
+
+def _md(text: str) -> str:
+    """Escape text for a gr.Markdown status line.
+
+    >>> _md("<script>x</script> *a*")
+    '&lt;script&gt;x&lt;/script&gt; \\\\*a\\\\*'
+    """
+    escaped = html.escape(text, quote=False)
+    for char in "\\`*_{}[]()#|~!$":
+        escaped = escaped.replace(char, "\\" + char)
+    return escaped
+
+
+class ChatPage:
+    """The handlers of the page, over the pipeline that ``pipeline_factory`` returns."""
+
+    def __init__(self, pipeline_factory: Callable[[], Pipeline]) -> None:
+        self.pipeline_factory = pipeline_factory
+        self._library: Library | None = None
+
+    @property
+    def library(self) -> Library:
+        if self._library is None:
+            p = self.pipeline_factory()
+            self._library = Library(p.store, p.embedder, p.settings.data_dir, p.settings.chunking)
+        return self._library
+
+    # library panel
+
+    def library_updates(self, selected: Sequence[str] | None, message: str | None = None) -> tuple[Any, ...]:
+        """Updates for the summary, the article choice, the remove list (and the status line)."""
+        rows = self.library.articles()
+        ids = [str(r["id"]) for r in rows]
+        keep = [a for a in (selected if selected is not None else ids) if a in ids]
+        passages = sum(int(r["passages"]) for r in rows)
+        summary = (f"**{_count(len(rows), 'article')}**, {_count(passages, 'passage')} indexed." if rows else
+                   "The index is empty: add articles below (or run `qa ingest FOLDER`).")
+        choices = [(_article_label(r), str(r["id"])) for r in rows]
+        return (summary, gr.update(choices=choices, value=keep),
+                gr.update(choices=[(f"{r['title']} ({r['id']})", str(r["id"])) for r in rows], value=None),
+                message if message is not None else gr.skip())
+
+    def add_files(self, files: list[str] | None, selected: list[str] | None,
+                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+        """Add uploaded files to the index; one line per file in the status."""
+        lines: list[str] = []
+        added: list[str] = []
+        paths = [Path(f) for f in files or []]
+        for n, path in enumerate(paths, 1):
+            name = path.name
+            progress((n - 1) / max(1, len(paths)), desc=f"Reading {name}")
+
+            def report(done: int, total: int, name: str = name, n: int = n) -> None:
+                progress((n - 1 + done / max(1, total)) / len(paths), desc=f"Embedding {name}: {done}/{total} passages")
+
+            try:
+                result = self.library.add_upload(path, name, progress=report)
+            except QAError as exc:
+                lines.append(f"❌ {_md(str(exc))} Nothing was changed.")
+                continue
+            except Exception:
+                log.exception("adding %s failed", name)
+                lines.append(f"❌ {_md(name)} could not be added (an unexpected error; see the server log). "
+                             "Nothing was changed.")
+                continue
+            verb = "Replaced" if result.replaced else "Added"
+            lines.append(f"✅ {verb} **{_md(result.title)}** ({_count(result.passages, 'passage')}) as "
+                         f"{_md(result.article_id)}.")
+            added.append(result.article_id)
+        if not paths:
+            lines.append("Choose .txt, .md, .html or .pdf files to add.")
+        chosen = list(selected or [])
+        chosen += [a for a in added if a not in chosen]
+        summary, choice, remove, status = self.library_updates(chosen, "  \n".join(lines))
+        return summary, choice, remove, status, None
+
+    def remove_article(self, article_id: str | None, selected: list[str] | None) -> tuple[Any, ...]:
+        if not article_id:
+            return self.library_updates(selected, "Choose the article to remove first.")
         try:
-            for item in pipeline_factory().ask_stream(question, history):
-                if isinstance(item, Answer):
-                    chat[-1] = {"role": "assistant", "content": render_answer(item)}
-                    history = [*history, {"role": "user", "content": item.question},
-                               {"role": "assistant", "content": item.text}]
-                else:
-                    partial += item
-                    chat[-1] = {"role": "assistant", "content": _text(partial)}
-                yield chat, history, ""
+            removed = self.library.remove(article_id)
         except QAError as exc:
-            chat[-1] = {"role": "assistant", "content": f"⚠️ {_text(str(exc))}"}
-            yield chat, history, ""
+            return self.library_updates(selected, f"❌ {_md(str(exc))}")
+        note = ("" if article_id.startswith("uploads/") else
+                " It comes back if its folder is ingested again.")
+        return self.library_updates(selected, f"Removed {_md(article_id)} from the index "
+                                              f"({_count(removed, 'passage')}).{note}")
 
-    return respond
+    def _scope(self, selected: Sequence[str] | None) -> tuple[list[str] | None, str]:
+        """The article filter for a question, and its description."""
+        ids = [str(r["id"]) for r in self.library.articles()]
+        if selected is None:
+            return None, "all articles"
+        chosen = [a for a in selected if a in ids]
+        if not chosen:
+            raise QAError("No article is chosen in the Library panel. Tick the articles a question may draw on.")
+        if len(chosen) == len(ids):
+            return None, f"all {len(ids)} articles"
+        return chosen, f"{len(chosen)} of {len(ids)} articles"
 
+    # conversation
 
-def _ask_api(pipeline_factory: Callable[[], Pipeline]) -> Callable[..., dict[str, Any]]:
-    def ask(question: str, history: list[dict[str, str]] | None = None,
-            articles: list[str] | None = None) -> dict[str, Any]:
+    def take_question(self, question: str, turns: list[Turn] | None) -> tuple[Any, ...]:
+        """Show the question at once, with a waiting answer; the queued step answers it."""
+        turns = [t for t in turns or [] if isinstance(t, dict)]
+        text = (question or "").strip()
+        if not text or (turns and turns[-1].get("status") in ("waiting", "streaming")):
+            return gr.skip(), turns, render_chat(turns)
+        turns.append({"q": text, "status": "waiting", "text": ""})
+        return gr.update(value="", submit_btn=False, stop_btn="Stop"), turns, render_chat(turns)
+
+    def take_example(self, turns: list[Turn] | None, event: gr.SelectData) -> tuple[Any, ...]:
+        value = event.value.get("text", "") if isinstance(event.value, dict) else str(event.value or "")
+        return self.take_question(value, turns)
+
+    def answer(self, turns: list[Turn] | None, model: str | None, top_k: float | None, temperature: float | None,
+               selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
+        """Answer the waiting question, streaming the answer into the conversation."""
+        turns = [t for t in turns or [] if isinstance(t, dict)]
+        if not turns or turns[-1].get("status") != "waiting":
+            yield render_chat(turns), turns
+            return
+        turn: Turn = {**turns[-1], "status": "streaming", "text": ""}
+        turns[-1] = turn
+        yield render_chat(turns), turns
+        try:
+            articles, scope = self._scope(selected)
+            pipeline = session_pipeline(self.pipeline_factory(), model, top_k, temperature)
+            how = {"model": getattr(pipeline.llm, "name", "") or _base_model(pipeline).name,
+                   "top_k": pipeline.settings.top_k, "temperature": pipeline.settings.temperature, "scope": scope}
+            for item in pipeline.ask_stream(str(turn["q"]), history_of(turns[:-1]), articles):
+                if isinstance(item, Answer):
+                    turn = {**_finished(item, how), "q": turn["q"]}
+                else:
+                    turn = {**turn, "text": str(turn["text"]) + item}
+                turns[-1] = turn
+                yield render_chat(turns), turns
+        except QAError as exc:
+            turns[-1] = {**turn, "status": "error", "text": str(exc)}
+            yield render_chat(turns), turns
+        except Exception:
+            log.exception("answering %r failed", turn.get("q"))
+            turns[-1] = {**turn, "status": "error",
+                         "text": "Something went wrong while answering; the server log has the details."}
+            yield render_chat(turns), turns
+
+    @staticmethod
+    def settle(turns: list[Turn] | None) -> tuple[Any, ...]:
+        """After an answer ends or is stopped: mark an unfinished answer stopped, give the box back."""
+        turns = [t for t in turns or [] if isinstance(t, dict)]
+        if turns and turns[-1].get("status") in ("waiting", "streaming"):
+            turns[-1] = {**turns[-1], "status": "stopped"}
+        return render_chat(turns), turns, gr.update(submit_btn="Ask", stop_btn=False, interactive=True)
+
+    def on_load(self, turns: list[Turn] | None, prefs: dict[str, Any] | None) -> tuple[Any, ...]:
+        """Restore the conversation and settings of this browser; list the library."""
+        chat, turns, _ = self.settle(turns)
+        prefs = prefs if isinstance(prefs, dict) else {}
+        pipeline = self.pipeline_factory()
+        choices = list(model_choices(pipeline))
+        model = prefs.get("model") if prefs.get("model") in choices else choices[0]
+        top_k = prefs.get("top_k") if isinstance(prefs.get("top_k"), (int, float)) else pipeline.settings.top_k
+        temperature = (prefs.get("temperature") if isinstance(prefs.get("temperature"), (int, float))
+                       else pipeline.settings.temperature)
+        summary, choice, remove, _status = self.library_updates(None)
+        return (chat, turns, gr.update(choices=choices, value=model), top_k, temperature,
+                summary, choice, remove)
+
+    def preload(self, model: str | None) -> str:
+        """Load the chosen model now, so the next answer does not wait for it."""
+        try:
+            pipeline = session_pipeline(self.pipeline_factory(), model, None, None)
+            load = getattr(pipeline.llm, "load", None)
+            if callable(load):
+                load()
+        except QAError as exc:
+            return f"❌ {_md(str(exc))}"
+        return f"**{_md(model or '')}** is loaded and answers your next question."
+
+    def ask_api(self, question: str, history: list[dict[str, str]] | None = None,
+                articles: list[str] | None = None) -> dict[str, Any]:
         """Answer a question; returns {"text", "answered", "citations"} like `qa ask --json`."""
         try:
-            return pipeline_factory().ask(question, history or None, articles or None).to_dict()
+            return self.pipeline_factory().ask(question, history or None, articles or None).to_dict()
         except QAError as exc:
             return {"text": str(exc), "answered": False, "citations": [], "error": str(exc)}
-
-    return ask
 
 
 def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blocks:
     """The chat page, over the pipeline that ``pipeline_factory`` returns."""
-    with gr.Blocks(title="Ask the articles") as app:
-        gr.Markdown("## Ask the articles\nAnswers come only from the indexed articles, run by a local model. "
-                    "Every claim cites its passage; when the articles do not say, the answer says so.")
-        chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="qa-chat")
-        history = gr.State([])
-        with gr.Row():
-            box = gr.Textbox(placeholder="Ask a question about the articles…", show_label=False, scale=8,
-                             elem_id="qa-question", autofocus=True)
-            send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
-        new = gr.Button("New conversation", size="sm")
-        gr.Examples(EXAMPLES, inputs=box, label="Examples")
+    page = ChatPage(pipeline_factory)
+    base = pipeline_factory()
+    models = list(model_choices(base))
+    with gr.Blocks(title="Ask the articles", analytics_enabled=False) as app:
+        turns = gr.BrowserState([], storage_key="qa-conversation")
+        prefs = gr.BrowserState({}, storage_key="qa-settings")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=420):
+                gr.Markdown("## Ask the articles\nAnswers come only from the articles in the library, written by "
+                            "a model that runs on this machine. Every answer shows the passages it came from; "
+                            "when the articles do not say, the answer says so.")
+                chatbot = gr.Chatbot(
+                    label="Conversation", height=620, elem_id="qa-chat", buttons=[], allow_tags=False,
+                    latex_delimiters=[], feedback_options=None, autoscroll=True, layout="bubble",
+                    placeholder="Ask a question about the articles in the library.",
+                    examples=[{"text": q} for q in EXAMPLES], group_consecutive_messages=False)
+                box = gr.Textbox(placeholder="Ask a question about the articles…", show_label=False, lines=1,
+                                 max_lines=6, elem_id="qa-question", autofocus=True, submit_btn="Ask",
+                                 stop_btn=False, max_length=2000)
+                new = gr.Button("New conversation", size="sm", variant="secondary", elem_id="qa-new")
+            with gr.Column(scale=4, min_width=300):
+                with gr.Tab("Library", elem_id="qa-library-tab"):
+                    summary = gr.Markdown(elem_id="qa-library-summary")
+                    library = gr.CheckboxGroup(label="Questions may draw on", choices=[], value=[],
+                                               show_select_all=True, elem_id="qa-articles")
+                    upload = gr.File(label="Add articles: .txt, .md, .html or .pdf, up to 20 MB each",
+                                     file_count="multiple", file_types=list(UPLOAD_SUFFIXES), type="filepath",
+                                     elem_id="qa-upload", height=120)
+                    status = gr.Markdown(elem_id="qa-library-status")
+                    with gr.Accordion("Remove an article", open=False):
+                        to_remove = gr.Dropdown(label="Article", choices=[], value=None, elem_id="qa-remove-choice")
+                        remove = gr.Button("Remove from the index", variant="stop", size="sm", elem_id="qa-remove")
+                with gr.Tab("Settings", elem_id="qa-settings-tab"):
+                    model = gr.Dropdown(label="Model", choices=models, value=models[0], elem_id="qa-model",
+                                        info="GGUF files in the models folder; the first is the default.")
+                    top_k = gr.Slider(1, MAX_TOP_K, value=base.settings.top_k, step=1, label="Passages retrieved",
+                                      info="More passages can answer broader questions but take longer.",
+                                      elem_id="qa-top-k")
+                    temperature = gr.Slider(0.0, 1.0, value=base.settings.temperature, step=0.05,
+                                            label="Temperature", elem_id="qa-temperature",
+                                            info="0 is the most literal; higher varies the wording.")
+                    model_note = gr.Markdown("These settings are yours alone; other users keep theirs.")
 
-        respond = _respond(pipeline_factory)
-        box.submit(respond, [box, chatbot, history], [chatbot, history, box], api_name="chat")
-        send.click(respond, [box, chatbot, history], [chatbot, history, box], api_visibility="private")
-        new.click(lambda: ([], [], ""), None, [chatbot, history, box], api_visibility="private")
-        gr.api(_ask_api(pipeline_factory), api_name="ask")  # type: ignore[attr-defined]
-    app.queue(default_concurrency_limit=1, max_size=32)
+        conversation = [chatbot, turns]
+        answer_inputs = [turns, model, top_k, temperature, library]
+        answers = []
+        for taken in (box.submit(page.take_question, [box, turns], [box, turns, chatbot], queue=False,
+                                 api_visibility="private"),
+                      chatbot.example_select(page.take_example, [turns], [box, turns, chatbot], queue=False,
+                                             api_visibility="private")):
+            answered = taken.then(page.answer, answer_inputs, conversation, concurrency_id="answer",
+                                  concurrency_limit=1, show_progress="minimal", api_visibility="private")
+            answered.then(page.settle, [turns], [chatbot, turns, box], queue=False, api_visibility="private")
+            answers.append(answered)
+        box.stop(None, None, None, cancels=answers, queue=False, api_visibility="private")
+        for clear in (new.click, chatbot.clear):
+            clear(lambda: ([], [], gr.update(value="", submit_btn="Ask", stop_btn=False)), None,
+                  [chatbot, turns, box], cancels=answers, queue=False, api_visibility="private")
+
+        library_outputs = [summary, library, to_remove, status]
+        upload.upload(page.add_files, [upload, library], [*library_outputs, upload], concurrency_id="library",
+                      concurrency_limit=1, api_name="add_articles")
+        remove.click(page.remove_article, [to_remove, library], library_outputs, concurrency_id="library",
+                     concurrency_limit=1, api_visibility="private")
+
+        for setting in (model, top_k, temperature):
+            setting.change(lambda m, k, t: {"model": m, "top_k": k, "temperature": t}, [model, top_k, temperature],
+                           prefs, queue=False, api_visibility="private")
+        model.input(page.preload, model, model_note, concurrency_id="load", api_visibility="private")
+
+        app.load(page.on_load, [turns, prefs], [chatbot, turns, model, top_k, temperature, summary, library,
+                                                to_remove], api_visibility="private")
+        gr.api(page.ask_api, api_name="ask", concurrency_id="answer",  # type: ignore[attr-defined]
+               concurrency_limit=1)
+    app.queue(default_concurrency_limit=1, max_size=64)
     return app  # type: ignore[no-any-return]
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Check the model and index, load them, and serve the page until interrupted."""
+# --- serving ---------------------------------------------------------------------------------
+
+THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
+                       font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("::1")
+    (True, True, False, True)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``USER:PASSWORD`` as a pair; ``None`` when not given.
+
+    >>> parse_auth("ana:s3cret:x"), parse_auth("")
+    (('ana', 's3cret:x'), None)
+    """
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user.strip() or not password:
+        raise QAError("Credentials must look like USER:PASSWORD (for example --auth ana:a-long-passphrase).")
+    return user.strip(), password
+
+
+def launch_options(host: str, auth: str | None) -> dict[str, Any]:
+    """Check the address and credentials; the keyword arguments for ``Blocks.launch``."""
+    credentials = parse_auth(auth if auth is not None else os.environ.get("QA_AUTH"))
+    if not is_loopback(host) and credentials is None:
+        raise QAError(f"Listening on {host} lets other machines open the page, so it needs a login: add "
+                      "--auth USER:PASSWORD, or set QA_AUTH=USER:PASSWORD. To keep it on this machine, leave "
+                      "out --host (the default is 127.0.0.1).")
+    return {"server_name": host, "auth": credentials, "share": False, "inbrowser": False, "show_error": False,
+            "quiet": True, "css": CSS, "theme": THEME, "max_file_size": "20mb", "ssr_mode": False,
+            "mcp_server": False, "pwa": False,
+            "auth_message": "Sign in to ask the articles." if credentials else None}
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
+    """Check the address, model and index, load them, and serve the page until interrupted."""
+    options = launch_options(host, auth)
     pipeline = get_pipeline()
     check_gguf(pipeline.settings.model)
+    library = Library(pipeline.store, pipeline.embedder, pipeline.settings.data_dir, pipeline.settings.chunking)
+    synced = library.sync_uploads()
+    if synced.added or synced.removed:
+        print(f"Uploaded articles: {synced.summary()}", flush=True)
     if pipeline.store.count() == 0:
-        raise QAError("The index is empty. Index articles first with `qa ingest FOLDER` (or `qa ingest` for the "
-                      "bundled ones).")
+        print("The index is empty: add articles on the page, or run `qa ingest FOLDER`.", flush=True)
     load = getattr(pipeline.llm, "load", None)
     if callable(load):
         load()
     pipeline.embedder.embed(["warm up"])
-    print(f"Chat page: http://{host}:{port}  (Ctrl+C to stop)", flush=True)
-    build_app().launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
-                       css=CSS, quiet=True)
+    shown = "<this machine's address>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    where = f"http://{shown}:{port}"
+    login = "  (login required)" if options["auth"] else ""
+    print(f"Chat page: {where}{login}  (Ctrl+C to stop)", flush=True)
+    build_app().launch(server_port=port, **options)

@@ -21,15 +21,23 @@ SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
 
 
-def test_prompt_puts_the_constant_system_prompt_first() -> None:
+def test_prompt_puts_the_constant_part_first() -> None:
     p = Passage("x", "Turnout was 88.4%.", "a.txt", "Vote", "a.txt", 0, 18)
     history = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 [1]. " + "x" * 500}]
     messages = build_messages("And then?", [p], history)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
-    assert messages[1] == {"role": "user", "content": "Q1"}
-    assert "[1]" not in messages[2]["content"] and len(messages[2]["content"]) < 320
-    assert messages[-1]["content"].endswith("Question: And then?")
-    assert "[1] (Vote) Turnout was 88.4%." in messages[-1]["content"]
+    # the worked examples follow, unchanged for every question (llama.cpp caches this prefix)
+    assert messages[1:-1] == build_messages("Other?", [], [])[1:-1]
+    last = messages[-1]["content"]
+    assert last.startswith("Passages:\n[1] (Vote) Turnout was 88.4%.")
+    assert "User: Q1\nYou: A1." in last and "[1]." not in last.split("Earlier")[1]
+    assert len(last) < 500 and last.endswith("Question: And then?")
+
+
+def test_plain_prompt_for_comparison() -> None:
+    p = Passage("x", "Turnout was 88.4%.", "a.txt", "Vote", "a.txt", 0, 18)
+    messages = build_messages("Turnout?", [p], style="plain")
+    assert [m["role"] for m in messages] == ["system", "user"]
 
 
 @pytest.fixture()
@@ -97,7 +105,7 @@ def test_follow_up_retrieval_uses_the_previous_question(fake_pipeline) -> None: 
     _run(pipeline, "And in the Senate?", history)
     prompt = llm.calls[0][-1]["content"]
     assert "21 of the 36 seats in the Senate" in prompt
-    assert llm.calls[0][1] == {"role": "user", "content": "How many seats did the MAS win in the lower house?"}
+    assert "User: How many seats did the MAS win in the lower house?" in prompt
 
 
 def test_article_filter_limits_retrieval(fake_pipeline) -> None:  # type: ignore[no-untyped-def]

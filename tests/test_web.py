@@ -1,74 +1,230 @@
-"""A real Gradio server on a free port, called through gradio_client."""
+"""The chat page: rendering and settings (fast), and a real Gradio server called through gradio_client (slow)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from qa.answer import Answer, Citation
+from qa.config import Settings
+from qa.errors import QAError
+from qa.pipeline import REFUSAL, Pipeline
+from qa.web import (
+    _llms,
+    history_of,
+    launch_options,
+    model_choices,
+    render_answer,
+    render_chat,
+    session_pipeline,
+)
+
+from .fakes import FakeEmbedder, FakeLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+EVIL = '<script>alert(1)</script> <img src=x onerror="alert(2)"> [x](javascript:alert(3))\n\n<b>bold</b>'
 
 
-def _text(message: dict) -> str:  # type: ignore[type-arg]
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+def _citation(**kw: Any) -> Citation:
+    values: dict[str, Any] = {"number": 1, "article": "Title", "source": "a.txt", "chunk_id": "c1",
+                              "quote": "Turnout was 88.4%.", "outlet": "Outlet",
+                              "passage": "Before. Turnout was 88.4%. After."}
+    return Citation(**{**values, **kw})
 
 
-def _free_port() -> int:
+def test_sources_show_title_outlet_and_the_quote_highlighted_in_its_passage() -> None:
+    answer = Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+                    timings={"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0})
+    shown = render_answer(answer)
+    assert '<span class="qa-ref">[1]</span>' in shown
+    assert "[1] Title" in shown and "Outlet — a.txt" in shown
+    assert "Before. <mark>Turnout was 88.4%.</mark> After." in shown
+    assert "Read the whole passage" in shown
+    assert "How this answer was made" in shown and "0.05 s" in shown and "21 tokens at 21.0 tokens/s" in shown
+
+
+def test_a_refusal_says_so_and_shows_no_sources() -> None:
+    shown = render_answer(Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 0.01,
+                                                                      "total_s": 0.01}))
+    assert REFUSAL in shown and "qa-refusal" in shown and "qa-source" not in shown
+    assert "the model was not asked" in shown
+
+
+def test_article_text_and_model_output_are_escaped_and_kept_on_one_line() -> None:
+    citation = _citation(article=EVIL, outlet=EVIL, source=EVIL, quote=EVIL, passage=f"Intro {EVIL} outro")
+    shown = render_answer(Answer(f"{EVIL} [1]", True, [citation], "Q?"))
+    assert "<script" not in shown and "<img" not in shown and "<b>" not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown and "onerror=&quot;alert(2)&quot;" in shown
+    assert "\n" not in shown, "no blank line, so Markdown never parses inside the message"
+    messages = render_chat([{"q": EVIL, "status": "done", "text": EVIL, "answered": False}])
+    assert all("<script" not in m["content"] and "\n" not in m["content"] for m in messages)
+
+
+def test_restored_turns_are_rendered_whatever_they_hold() -> None:
+    turns: list[Any] = ["junk", {"q": "Q", "status": "streaming", "text": "par"}, {"status": "done", "citations": [1]},
+                       {"q": "Q2", "status": "error", "text": "<b>no</b>"}]
+    messages = render_chat(turns)
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+    assert "par" in messages[1]["content"] and "&lt;b&gt;no" in messages[5]["content"]
+
+
+def test_history_holds_only_finished_turns() -> None:
+    turns = [{"q": "A?", "status": "done", "text": "a [1]."}, {"q": "B?", "status": "stopped", "text": "b"},
+             {"q": "C?", "status": "error", "text": "oops"}]
+    assert history_of(turns) == [{"role": "user", "content": "A?"}, {"role": "assistant", "content": "a [1]."}]
+
+
+def test_session_settings_copy_the_pipeline_and_share_each_model(tmp_path: Path, smollm_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "other.gguf").symlink_to(smollm_path)
+    (models / "notes.txt").write_text("not a model")
+    base = Pipeline(None, FakeEmbedder(), FakeLLM(), Settings(data_dir=tmp_path, models_dir=models))  # type: ignore[arg-type]
+    assert list(model_choices(base)) == [base.settings.model.name, "other.gguf"]
+
+    mine = session_pipeline(base, "other.gguf", 30, -1.0)
+    assert (mine.settings.top_k, mine.settings.temperature) == (12, 0.0)
+    assert (base.settings.top_k, base.settings.temperature) == (4, 0.1), "the base pipeline is untouched"
+    assert mine.store is base.store and mine.llm is not base.llm
+    assert session_pipeline(base, "other.gguf", 3, 0.5).llm is mine.llm, "each model is created once"
+    assert session_pipeline(base, None, None, None).llm is base.llm
+    with pytest.raises(QAError, match="no longer in"):
+        session_pipeline(base, "gone.gguf", 4, 0.1)
+    _llms.clear()
+
+
+def test_listening_beyond_this_machine_needs_a_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QA_AUTH", raising=False)
+    assert launch_options("127.0.0.1", None)["auth"] is None
+    with pytest.raises(QAError, match="--auth USER:PASSWORD"):
+        launch_options("0.0.0.0", None)
+    assert launch_options("0.0.0.0", "ana:pw")["auth"] == ("ana", "pw")
+    monkeypatch.setenv("QA_AUTH", "bob:secret")
+    options = launch_options("0.0.0.0", None)
+    assert options["auth"] == ("bob", "secret") and options["share"] is False
+    with pytest.raises(QAError, match="USER:PASSWORD"):
+        launch_options("127.0.0.1", "no-colon")
+
+
+def test_qa_serve_on_all_interfaces_without_a_login_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "QA_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-m", "qa", "serve", "--host", "0.0.0.0"], capture_output=True,
+                            text=True, timeout=120, env=env, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--auth USER:PASSWORD" in result.stderr and "QA_AUTH" in result.stderr
+
+
+# --- a real server, called through gradio_client -----------------------------------------------------
+
+UPLOAD = """---
+title: Zorblax festival draws record crowds
+outlet: Quimby Herald
+---
+The Zorblax festival in Quimby drew 12,345 visitors this year, organisers said on Monday.
+"""
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@pytest.fixture()
-def client(seeded_pipeline) -> Iterator:  # type: ignore[no-untyped-def]
-    from gradio_client import Client
+@pytest.fixture(scope="module")
+def server(seeded_dir: Path, embedder, smollm,  # type: ignore[no-untyped-def]
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pipeline]]:
+    from qa.store import ChromaStore
+    from qa.web import build_app
 
-    from qa.web import CSS, build_app
-
-    app = build_app(lambda: seeded_pipeline)
-    port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+    root = tmp_path_factory.mktemp("web")
+    shutil.copytree(seeded_dir, root / "data")
+    settings = Settings(data_dir=root / "data", models_dir=root / "models")
+    pipeline = Pipeline(ChromaStore(settings.chroma_dir, embedder_name=embedder.name), embedder, smollm, settings)
+    app = build_app(lambda: pipeline)
+    port = free_port()
+    options = {**launch_options("127.0.0.1", ""), "quiet": True}
+    app.launch(server_port=port, prevent_thread_lock=True, **options)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield f"http://127.0.0.1:{port}/", pipeline
     finally:
         app.close()
 
 
-def test_ask_endpoint_returns_the_json_of_qa_ask(client) -> None:  # type: ignore[no-untyped-def]
-    result = client.predict("What was the voter turnout in the October 2020 election?", [], [], api_name="/ask")
-    assert set(result) == {"text", "answered", "citations"}
+@pytest.fixture(scope="module")
+def client(server):  # type: ignore[no-untyped-def]
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False)
+
+
+def _well_formed(result: dict[str, Any]) -> None:
+    assert set(result) == {"text", "answered", "citations"} and result["text"]
     for c in result["citations"]:
-        assert {"number", "article", "source", "chunk_id", "quote"} <= set(c)
+        assert {"number", "article", "source", "chunk_id", "quote", "outlet", "passage"} <= set(c)
+        assert f"[{c['number']}]" in result["text"] and c["quote"] in c["passage"]
+    if not result["answered"]:
+        assert result["text"] == REFUSAL and result["citations"] == []
 
 
-def test_ask_endpoint_takes_history_and_an_article_filter(client) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.slow
+def test_ask_a_question_with_a_known_answer(client) -> None:  # type: ignore[no-untyped-def]
+    result = client.predict("Who led the coup regime?", [], [], api_name="/ask")
+    _well_formed(result)
+    if result["answered"]:  # the small test model; the default one is checked by hand
+        assert result["citations"]
+
+
+@pytest.mark.slow
+def test_ask_a_follow_up_within_chosen_articles(client) -> None:  # type: ignore[no-untyped-def]
     history = [{"role": "user", "content": "How many seats did the MAS win in the lower house?"},
                {"role": "assistant", "content": "73 of the 130 seats [1]."}]
     result = client.predict("And in the Senate?", history, ["004_b78515448f06fa10.txt"], api_name="/ask")
+    _well_formed(result)
     assert {c["source"] for c in result["citations"]} <= {"004_b78515448f06fa10.txt"}
 
 
-def test_empty_question_gets_a_message_not_a_crash(client) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.slow
+def test_a_question_the_articles_cannot_answer_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    result = client.predict("What is the boiling point of tungsten?", [], [], api_name="/ask")
+    assert result == {"text": REFUSAL, "answered": False, "citations": []}
+
+
+@pytest.mark.slow
+def test_an_empty_question_gets_a_message_not_a_crash(client) -> None:  # type: ignore[no-untyped-def]
     result = client.predict("   ", [], [], api_name="/ask")
     assert result["answered"] is False and "empty" in result["text"]
 
 
-def test_chat_streams_and_keeps_the_conversation(client) -> None:  # type: ignore[no-untyped-def]
-    # The conversation state lives in the server session, which the client keeps across calls.
-    job = client.submit("What was the voter turnout in the October 2020 election?", [], api_name="/chat")
-    updates = list(job)
-    assert len(updates) >= 3, "the answer arrives in several streamed updates"
-    chat, box = updates[-1]
-    assert box == ""
-    assert [m["role"] for m in chat] == ["user", "assistant"]
-    shown = _text(chat[-1])
-    if re.search(r"\[\d+\]", shown.split("Sources")[0]):
-        assert "Sources" in shown, "an answer with citations shows its sources"
-    follow = list(client.submit("And in the Senate?", chat, api_name="/chat"))
-    chat2, _ = follow[-1]
-    assert [m["role"] for m in chat2] == ["user", "assistant", "user", "assistant"]
+@pytest.mark.slow
+def test_upload_then_ask_about_the_uploaded_article(client, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gradio_client import handle_file
+
+    _, pipeline = server
+    bad = tmp_path / "report.pdf"
+    bad.write_text("not a pdf at all")
+    before = pipeline.store.count()
+    summary, chosen, _, status, _ = client.predict([handle_file(str(bad))], [], api_name="/add_articles")
+    assert "report.pdf is named .pdf but is not a PDF file" in status and "Nothing was changed" in status
+    assert pipeline.store.count() == before
+
+    good = tmp_path / "Zorblax festival.md"
+    good.write_text(UPLOAD)
+    summary, chosen, _, status, _ = client.predict([handle_file(str(good))], [], api_name="/add_articles")
+    assert re.search(r"Added \*\*Zorblax festival draws record crowds\*\* \(1 passage\)", status), status
+    assert chosen["value"] == ["uploads/Zorblax_festival.md"] and "6 articles" in summary
+    assert (pipeline.settings.data_dir / "uploads" / "Zorblax_festival.md").is_file()
+
+    result = client.predict("How many visitors did the Zorblax festival in Quimby draw?", [],
+                            ["uploads/Zorblax_festival.md"], api_name="/ask")
+    _well_formed(result)
+    assert {c["source"] for c in result["citations"]} <= {"uploads/Zorblax_festival.md"}
+    passages = pipeline.retrieve("How many visitors did the Zorblax festival in Quimby draw?")
+    assert passages[0].article_id == "uploads/Zorblax_festival.md", "the upload is searched at once"
