@@ -143,22 +143,24 @@ def _stem(word: str) -> str:
     return word
 
 
-def _coverage(words: set[str], numbers: set[str], p_words: set[str], p_numbers: set[str]) -> float:
+def _coverage(words: set[str], numbers: set[str], p_words: set[str], p_numbers: set[str],
+              required: set[str]) -> float:
     total = len(words) + len(numbers)
     if not total:
         return 1.0
     score = (len(words & p_words) + len(numbers & p_numbers)) / total
-    return score / 5 if numbers - p_numbers else score
+    return score / 5 if required - p_numbers else score
 
 
 def support(claim: str, passage_text: str, known: str = "") -> float:
     """How well ``passage_text`` supports ``claim``, from 0 to 1.
 
-    The share of the claim's key terms found in the passage, where a number
-    of the claim missing from the passage cuts the score to a fifth. The same
-    share is taken of the terms that ``known`` (the question) does not
-    already hold, and the lower of the two counts: restating the question
-    proves nothing, the new information must be in the passage.
+    The share of the claim's key terms found in the passage. The same share is
+    taken of the terms that ``known`` (the question) does not already hold,
+    and the lower of the two counts: restating the question proves nothing,
+    the new information must be in the passage. A number that the claim adds
+    (not one it repeats from the question) missing from the passage cuts the
+    score to a fifth.
 
     >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
     0.6667
@@ -166,16 +168,18 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     0.0667
     >>> support("The capital of Bolivia is Sucre.", "Bolivia's capital, La Paz", known="capital of Bolivia?")
     0.0
+    >>> support("Turnout in 2020 was 88.4 percent.", "turnout of 88.4 percent", known="Turnout in 2020?")
+    0.75
     """
     words, numbers = key_terms(claim)
     if not words and not numbers:
         return 0.0
     p_words, p_numbers = key_terms(passage_text)
-    score = _coverage(words, numbers, p_words, p_numbers)
     known_words, known_numbers = key_terms(known)
     novel_words, novel_numbers = words - known_words, numbers - known_numbers
+    score = _coverage(words, numbers, p_words, p_numbers, novel_numbers)
     if novel_words or novel_numbers:
-        score = min(score, _coverage(novel_words, novel_numbers, p_words, p_numbers))
+        score = min(score, _coverage(novel_words, novel_numbers, p_words, p_numbers, novel_numbers))
     return round(score, 4)
 
 
@@ -222,6 +226,19 @@ def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
     return f"{bare} {marks}"
 
 
+def _best_pair(claim: str, passages: Sequence[Passage], scores: dict[int, float], question: str,
+               floor: float) -> list[int]:
+    """Two passages that together support a claim neither supports alone (a fact cut by a passage break)."""
+    top = sorted(scores, key=lambda n: -scores[n])[:3]
+    pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]
+    best: tuple[float, list[int]] = (0.0, [])
+    for a, b in pairs:
+        score = support(claim, passages[a - 1].text + " " + passages[b - 1].text, question)
+        if score > best[0]:
+            best = (score, sorted([a, b]))
+    return best[1] if best[0] >= max(floor, 0.5) else []
+
+
 def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy = CheckPolicy(),
                     question: str = "") -> tuple[str, dict[int, list[str]]]:
     """Verify every sentence's markers against the passages.
@@ -261,6 +278,8 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
             keep = [n for n in cited if scores[n] >= floor]
             if not keep and best and scores[best] >= (policy.min_support if cited else policy.add_support):
                 keep = [best]
+            if not keep and cited:
+                keep = _best_pair(claim, passages, scores, question, policy.min_support)
         keep = list(dict.fromkeys(keep))
         for n in keep:
             claims.setdefault(n, []).append(claim)
