@@ -127,8 +127,23 @@ def _eval(args: argparse.Namespace) -> int:
     questions = load_questions(args.file)[: args.limit or None]
     base = get_pipeline()
     presets = [args.preset] + ([args.compare] if args.compare and args.compare != args.preset else [])
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
+
+    def report() -> None:
+        if len(results) == 2:
+            a, b = (results[p].get("latency_median_s") for p in presets)
+            if isinstance(a, float) and isinstance(b, float) and b:
+                results[presets[0]]["latency_ratio_vs_" + presets[1]] = round(a / b, 3)
+        print(format_table(results), flush=True)
+        if len(results) == 2:
+            print(f"median latency {presets[0]} / {presets[1]}: "
+                  f"{results[presets[0]].get('latency_ratio_vs_' + presets[1])}", flush=True)
+        if args.json:  # written after every preset, so a long run keeps what it has measured
+            args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
+                                             "metrics": results, "records": records}, ensure_ascii=False,
+                                            indent=2))
+
     for preset in presets:
         settings = dataclasses.replace(base.settings, **PRESETS[preset])
         pipeline = dataclasses.replace(base, settings=settings)
@@ -140,17 +155,9 @@ def _eval(args: argparse.Namespace) -> int:
 
         results[preset], run_records = evaluate(pipeline, questions, progress)
         records[preset] = records_json(run_records)
-    if len(presets) == 2:
-        a, b = (results[p].get("latency_median_s") for p in presets)
-        if isinstance(a, float) and isinstance(b, float) and b:
-            results[presets[0]]["latency_ratio_vs_" + presets[1]] = round(a / b, 3)
-    print(format_table(results))
-    for preset in presets[1:]:
-        ratio = results[presets[0]].get("latency_ratio_vs_" + preset)
-        print(f"median latency {presets[0]} / {preset}: {ratio}")
-    if args.json:
-        args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
-                                         "metrics": results, "records": records}, ensure_ascii=False, indent=2))
+        if len(results) < len(presets):
+            report()
+    report()
     return 0
 
 
