@@ -11,6 +11,14 @@ defaults (there is one place where a default is decided: here).
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
 | QA_THREADS      | all cores                                       |
+| QA_CHROMA_URL   | unset: the embedded store in QA_DATA_DIR        |
+| QA_LLM_URL      | unset: QA_MODEL run in-process by llama.cpp     |
+| QA_LLM_MODEL    | the first model the LLM server lists            |
+| QA_LLM_KEY      | none (sent as a bearer token when set)          |
+
+With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
+(``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
+OpenAI-compatible server. Nothing else changes.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .chunking import Chunking
+from .errors import ConfigError
 from .provision import DEFAULT_MODEL_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -31,6 +41,32 @@ _USER_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser() if value else default
+
+
+def _env_str(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None:
+    """Validate a server URL; with ``api_path``, add it when the URL has no path.
+
+    >>> check_url("QA_LLM_URL", "http://gpu-box:8000/", api_path="/v1")
+    'http://gpu-box:8000/v1'
+    >>> check_url("QA_CHROMA_URL", "localhost:8000")
+    Traceback (most recent call last):
+    ...
+    qa.errors.ConfigError: QA_CHROMA_URL must look like http://HOST:PORT, not 'localhost:8000'.
+    """
+    if not value:
+        return None
+    value = value.strip().rstrip("/")
+    parts = urlparse(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        example = f"http://HOST:PORT{api_path}"
+        raise ConfigError(f"{name} must look like {example}, not {value!r}.")
+    if api_path and not parts.path:
+        value += api_path
+    return value
 
 
 def default_seeds_dir() -> Path:
@@ -54,12 +90,18 @@ class Settings:
     temperature: float = 0.1
     context_tokens: int = 4096
     min_score: float = 0.15  # best passage similarity below which we refuse without asking the model
+    chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
+    llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
+    llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
+    llm_key: str | None = field(default_factory=lambda: _env_str("QA_LLM_KEY"), repr=False)
 
     def __post_init__(self) -> None:
         if self.model_path == Path():
             self.model_path = None
         if self.embedder_path == Path():
             self.embedder_path = None
+        self.chroma_url = check_url("QA_CHROMA_URL", self.chroma_url)
+        self.llm_url = check_url("QA_LLM_URL", self.llm_url, api_path="/v1")
 
     @property
     def model(self) -> Path:

@@ -135,9 +135,10 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Check the model and index, load them, and serve the page until interrupted."""
+    """Check the model and index (or reach their servers), load them, and serve the page until interrupted."""
     pipeline = get_pipeline()
-    check_gguf(pipeline.settings.model)
+    if not pipeline.settings.llm_url:
+        check_gguf(pipeline.settings.model)
     if pipeline.store.count() == 0:
         raise QAError("The index is empty. Index articles first with `qa ingest FOLDER` (or `qa ingest` for the "
                       "bundled ones).")
