@@ -27,7 +27,8 @@ def build_llm(settings: Settings) -> LLM:
     """The answering model: an OpenAI-compatible server if ``llm_url`` is set, else the local GGUF."""
     if settings.llm_url:
         return OpenAICompatibleLLM(settings.llm_url, model=settings.llm_model, api_key=settings.llm_key)
-    return LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads)
+    return LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads,
+                       n_threads_batch=settings.batch_threads)
 
 
 def build_pipeline(settings: Settings | None = None) -> Pipeline:

@@ -10,7 +10,8 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
-| QA_THREADS      | all cores                                       |
+| QA_THREADS      | all cores (llama.cpp, generating the answer)    |
+| QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |
 | QA_CHROMA_URL   | unset: the embedded store in QA_DATA_DIR        |
 | QA_LLM_URL      | unset: QA_MODEL run in-process by llama.cpp     |
 | QA_LLM_MODEL    | the first model the LLM server lists            |
@@ -41,6 +42,16 @@ _USER_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str) -> int:
+    """A positive whole number from the environment, 0 when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
 
 
 def _env_str(name: str) -> str | None:
@@ -83,7 +94,8 @@ class Settings:
         "QA_MODELS_DIR", PROJECT_DIR / "models" if _IN_CHECKOUT else _USER_DIR / "models"))
     model_path: Path | None = field(default_factory=lambda: _env_path("QA_MODEL", Path()) or None)
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
-    threads: int = field(default_factory=lambda: int(os.environ.get("QA_THREADS", "0") or 0) or (os.cpu_count() or 2))
+    threads: int = field(default_factory=lambda: _env_int("QA_THREADS") or (os.cpu_count() or 2))
+    batch_threads: int = field(default_factory=lambda: _env_int("QA_BATCH_THREADS") or (os.cpu_count() or 2))
     chunking: Chunking = field(default_factory=Chunking)
     top_k: int = 4
     max_tokens: int = 200

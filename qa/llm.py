@@ -58,10 +58,11 @@ class LlamaCppLLM:
     """A GGUF model run by llama-cpp-python."""
 
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, n_threads_batch: int | None = None) -> None:
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch
         self.seed = seed
         self._llama: Any = None
         self._lock = threading.Lock()
@@ -76,8 +77,11 @@ class LlamaCppLLM:
             from llama_cpp import Llama
 
             try:
+                # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
+                # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
                 self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_batch=512, seed=self.seed, verbose=False)
+                                    n_threads_batch=self.n_threads_batch, n_batch=512, seed=self.seed,
+                                    verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelNotFoundError(
                     f"llama.cpp could not load {self.model_path} ({exc}). The file may be truncated or of an "
