@@ -5,6 +5,7 @@
     qa ask "QUESTION"        answer from the articles, with sources
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
+    qa bench                 measure speed: answers against raw llama.cpp, retrieval, ingest, start-up
 
 ``--chroma-url`` and ``--llm-url`` (or QA_CHROMA_URL and QA_LLM_URL) point
 ingest, ask, articles and serve at a Chroma server and an OpenAI-compatible
@@ -59,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[servers], help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+
+    from .bench import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="measure answer, retrieval, ingest and start-up speed; "
+                                 "writes JSON and a markdown table"))
     return parser
 
 
@@ -148,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(host=args.host, port=args.port)
         return 0
+    if args.command == "bench":
+        from .bench import run_from_args
+
+        return run_from_args(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 
