@@ -10,11 +10,18 @@ answers
     built go straight to the same ``llama_cpp.Llama`` (``create_chat_completion``,
     streamed, same parameters). Overhead = pipeline TTFT minus raw prompt
     evaluation (llama.cpp's own counter); generation ratio = pipeline tokens/s
-    over raw tokens/s. Each raw call follows its pipeline call at once, so
-    both meet the same load on the machine; before it, llama.cpp's cache is cut
-    back to the tokens the pipeline call could reuse (the previous, different
-    question's prompt shares only its opening, the system prompt), so both
-    evaluate the same tokens.
+    over raw tokens/s, pooled over the answers of at least 8 tokens. Each raw
+    call and its pipeline call run back to back, so both meet the same load
+    on the machine, in alternating order from run to run; before the second
+    of the two, llama.cpp's cache is cut back to the tokens the first could
+    reuse (the previous, different question's prompt shares only its opening,
+    the system prompt), so both evaluate the same tokens.
+pipeline cost
+    The same questions with a stand-in model that replays a real answer's
+    pieces instantly: what the pipeline itself spends before the model is
+    called (retrieval, prompt), per streamed token (marker filtering), and
+    after the last token (citation check). Unlike the comparison above, this
+    does not depend on how busy the machine is.
 threads
     Raw prompt evaluation and generation speed with one thread and with every
     core, from an empty cache.
@@ -65,7 +72,7 @@ Message = dict[str, str]
 QUICK = {"runs": 2, "questions": 2, "passages": 300, "sample": 32, "max_tokens": 16, "top_k": 2,
          "sentences": 60, "retrieval_passes": 1, "threads": 0, "llm_threads": 1}
 # The full run; 0 means the pipeline's own setting. About 15 minutes on 2 busy cores.
-FULL = {"runs": 3, "questions": 5, "passages": 20_000, "sample": 512, "max_tokens": 0, "top_k": 0,
+FULL = {"runs": 3, "questions": 4, "passages": 20_000, "sample": 384, "max_tokens": 0, "top_k": 0,
         "sentences": 0, "retrieval_passes": 3, "threads": 1, "llm_threads": 0}
 
 
@@ -311,12 +318,16 @@ class Probe:
     def __init__(self, llm: Any) -> None:
         self.llm = llm
         self.calls: list[Call] = []
+        self.keep: int | None = None  # for the next call: cut llama.cpp's cache back to this many tokens
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
                     stop: Sequence[str] = ()) -> Iterator[str]:
         llama = self.llm.llama
         call = Call(list(messages), {"max_tokens": max_tokens, "temperature": temperature,
                                      "stop": list(stop) or None})
+        if self.keep is not None:
+            llama.n_tokens = min(self.keep, llama.n_tokens)
+            self.keep = None
         _perf_reset(llama)
         call.started = time.perf_counter()
         for piece in self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop):
@@ -355,10 +366,12 @@ def raw_call(llama: Any, messages: Sequence[Message], kwargs: dict[str, Any], ke
 def _call_figures(call: Call, ttft: float, total: float, counter: PromptCounter) -> dict[str, float]:
     prompt_tokens = len(counter.tokens(call.messages))
     evaluated = call.perf.get("prompt_eval_tokens", float("nan"))
+    gen_s = (call.last - call.first) if call.first is not None and call.last is not None else 0.0
     return {"ttft_s": ttft, "total_s": total, "prompt_eval_s": call.perf.get("prompt_eval_s", float("nan")),
             "prompt_tokens": float(prompt_tokens), "prompt_tokens_evaluated": evaluated,
             "prompt_tokens_reused": max(0.0, prompt_tokens - evaluated),
-            "answer_tokens": float(counter.count_text("".join(call.text))), "gen_tok_s": call.gen_tok_s}
+            "answer_tokens": float(counter.count_text("".join(call.text))), "gen_tok_s": call.gen_tok_s,
+            "gen_pieces": float(max(0, call.pieces - 1)), "gen_s": gen_s}
 
 
 def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[str, str]], runs: int,
@@ -371,29 +384,48 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
     answered: dict[str, list[bool]] = {q["id"]: [] for q in questions}
     log("answers: warming up (loads the model, caches the system prompt)")
     pipeline.ask("Who won the October 2020 election in Bolivia?")
+    sent: dict[str, Call] = {}  # the pipeline's chat for each question (the same every run)
+
+    def through_pipeline(q: dict[str, str], keep: int | None = None) -> dict[str, float] | None:
+        before = len(probe.calls)
+        probe.keep = keep
+        started = time.perf_counter()
+        first: float | None = None
+        answer: Answer | None = None
+        for item in pipeline.ask_stream(q["question"]):
+            if isinstance(item, Answer):
+                answer = item
+            elif first is None:
+                first = time.perf_counter()
+        total = time.perf_counter() - started
+        probe.keep = None
+        if len(probe.calls) == before or answer is None:
+            return None
+        sent[q["id"]] = probe.calls[-1]
+        answered[q["id"]].append(answer.answered)
+        ttft = (first if first is not None else time.perf_counter()) - started
+        return _call_figures(probe.calls[-1], ttft, total, counter)
+
+    def straight(q: dict[str, str], keep: int | None = None) -> dict[str, float]:
+        call = raw_call(llama, sent[q["id"]].messages, sent[q["id"]].kwargs, keep=keep)
+        ttft = (call.first if call.first is not None else call.ended) - call.started
+        return _call_figures(call, ttft, call.ended - call.started, counter)
+
     for run in range(runs):
         for q in questions:
-            before = len(probe.calls)
-            started = time.perf_counter()
-            first: float | None = None
-            answer: Answer | None = None
-            for item in pipeline.ask_stream(q["question"]):
-                if isinstance(item, Answer):
-                    answer = item
-                elif first is None:
-                    first = time.perf_counter()
-            total = time.perf_counter() - started
-            if len(probe.calls) == before or answer is None:
-                log(f"answers: {q['id']} was refused before the model was asked; left out")
-                continue
-            sent = probe.calls[-1]
-            ttft = (first if first is not None else time.perf_counter()) - started
-            figures = _call_figures(sent, ttft, total, counter)
+            if run % 2 == 0 or q["id"] not in sent:
+                figures = through_pipeline(q)
+                if figures is None:
+                    log(f"answers: {q['id']} was refused before the model was asked; left out")
+                    continue
+                raw = straight(q, keep=int(figures["prompt_tokens_reused"]))
+            else:
+                raw = straight(q)
+                figures = through_pipeline(q, keep=int(raw["prompt_tokens_reused"]))
+                if figures is None:
+                    continue
             per[q["id"]]["pipeline"].append(figures)
-            answered[q["id"]].append(answer.answered)
-            call = raw_call(llama, sent.messages, sent.kwargs, keep=int(figures["prompt_tokens_reused"]))
-            ttft = (call.first if call.first is not None else call.ended) - call.started
-            per[q["id"]]["raw"].append(_call_figures(call, ttft, call.ended - call.started, counter))
+            per[q["id"]]["raw"].append(raw)
         log(f"answers: run {run + 1}/{runs} done")
 
     rows: list[dict[str, Any]] = []
@@ -414,6 +446,12 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
                                              [system, {"role": "user", "content": "Zulu"}]])
     reused = [r["prompt_tokens_reused"] for q in per.values() for r in q["pipeline"]]
 
+    def pooled(side: str) -> float:
+        """Generation tokens/s over every answer of at least 8 tokens: long answers weigh more."""
+        calls = [c for q in per.values() for c in q[side] if c["gen_pieces"] >= 7]
+        seconds = sum(c["gen_s"] for c in calls)
+        return sum(c["gen_pieces"] for c in calls) / seconds if seconds else float("nan")
+
     def over(key: str, side: str | None = None) -> float:
         values = [row[side][key] if side else row[key] for row in rows]
         return median([v for v in values if v == v])
@@ -430,12 +468,53 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
         "shared_prefix_tokens": float(shared), "system_prompt_tokens": float(system_tokens),
         "min_prompt_tokens_reused": min(reused) if reused else float("nan"),
         "answer_tokens": over("answer_tokens", "pipeline"),
-        "pipeline_gen_tok_s": over("gen_tok_s", "pipeline"), "raw_gen_tok_s": over("gen_tok_s", "raw"),
-        "gen_ratio": over("gen_ratio"),
+        "pipeline_gen_tok_s": pooled("pipeline"), "raw_gen_tok_s": pooled("raw"),
+        "gen_ratio_median": over("gen_ratio"),
     }
+    summary["gen_ratio"] = summary["pipeline_gen_tok_s"] / summary["raw_gen_tok_s"]
     summary["overhead_share"] = summary["overhead_s"] / summary["raw_prompt_eval_s"]
     summary["raw_prompt_tok_s"] = summary["prompt_tokens_evaluated"] / summary["raw_prompt_eval_s"]
     return {"questions": rows, "summary": summary}
+
+
+class ReplayLLM:
+    """Replays given pieces at once, noting when it was called and when its last piece was taken."""
+
+    def __init__(self, pieces: Sequence[str]) -> None:
+        self.pieces = list(pieces)
+        self.called = self.last = 0.0
+
+    def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
+                    stop: Sequence[str] = ()) -> Iterator[str]:
+        self.called = time.perf_counter()
+        for piece in self.pieces:
+            yield piece
+            self.last = time.perf_counter()
+
+
+def bench_pipeline_cost(store: Any, embedder: Any, settings: Any, questions: Sequence[dict[str, str]],
+                        pieces: Sequence[str], repeats: int = 20) -> dict[str, float]:
+    """The pipeline's own time around the model, with a model that costs nothing."""
+    from .answer import Answer
+    from .pipeline import Pipeline
+
+    replay = ReplayLLM(pieces)
+    pipeline = Pipeline(store=store, embedder=embedder, llm=replay, settings=settings)
+    before, per_token, after = [], [], []
+    for _ in range(repeats):
+        for q in questions:
+            started = done = time.perf_counter()
+            replay.called = 0.0
+            for item in pipeline.ask_stream(q["question"]):
+                if isinstance(item, Answer):
+                    done = time.perf_counter()
+            if not replay.called:
+                continue
+            before.append(replay.called - started)
+            per_token.append((replay.last - replay.called) / max(1, len(replay.pieces)))
+            after.append(done - replay.last)
+    return {"tokens_replayed": float(len(pieces)), "before_model_ms": 1000 * median(before),
+            "per_token_us": 1e6 * median(per_token), "after_last_token_ms": 1000 * median(after)}
 
 
 def _shared_prefix(counter: PromptCounter, chats: Sequence[Sequence[Message]]) -> int:
@@ -789,6 +868,10 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         questions = seed_questions(options.questions)
         answers = bench_answers(pipeline, probe, llama, questions, options.runs, log)
         first_messages = probe.calls[-1].messages if probe.calls else []
+        longest = max(probe.calls, key=lambda c: c.pieces).text if probe.calls else ["Nothing."]
+        cost = bench_pipeline_cost(store, embedder, settings, questions, longest)
+        log(f"pipeline cost: {cost['before_model_ms']:.1f} ms before the model, {cost['per_token_us']:.1f} µs "
+            f"per token, {cost['after_last_token_ms']:.1f} ms after the last token")
         del llama
         threads = bench_threads(model, first_messages, settings.context_tokens,
                                 options.max_tokens or 64, log) if first_messages and options.threads else []
@@ -805,7 +888,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
                      "batch_threads": settings.batch_threads,
                      "context_tokens": settings.context_tokens, "top_k": settings.top_k,
                      "max_tokens": settings.max_tokens, "runs": options.runs, "model_load_s": load_s},
-        "answers": answers, "threads": threads, **corpus, "serve": serve,
+        "answers": answers, "pipeline_cost": cost, "threads": threads, **corpus, "serve": serve,
         "bench_peak_rss_mb": _peak_rss_mb(), "elapsed_s": time.perf_counter() - began,
     }
     report["targets"] = targets(report)
@@ -880,10 +963,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"({_f(p['prompt_tokens_reused'], 0)}) | {_f(p['answer_tokens'], 0)} | "
                      f"{_f(p['gen_tok_s'], 1)} / {_f(r['gen_tok_s'], 1)} | {_f(row['gen_ratio'])} |")
     lines += [
-        f"| **median** | **{_f(s['pipeline_ttft_s'])}** | **{_f(s['raw_prompt_eval_s'])}** | "
+        f"| **median; tok/s pooled** | **{_f(s['pipeline_ttft_s'])}** | **{_f(s['raw_prompt_eval_s'])}** | "
         f"**{_f(s['raw_ttft_s'])}** | **{_f(s['overhead_s'], 3)}** | **{_f(s['pipeline_total_s'])}** | "
         f"**{_f(s['prompt_tokens'], 0)} ({_f(s['prompt_tokens_reused'], 0)})** | **{_f(s['answer_tokens'], 0)}** | "
         f"**{_f(s['pipeline_gen_tok_s'], 1)} / {_f(s['raw_gen_tok_s'], 1)}** | **{_f(s['gen_ratio'])}** |",
+        "",
+        "Each row: medians over the runs. Last row: medians over the questions, except generation speed, "
+        "pooled over every answer of at least 8 tokens (tokens after the first, over the time from the first "
+        "to the last), pipeline and raw alike.",
         "",
         f"Raw prompt evaluation runs at {_f(s['raw_prompt_tok_s'], 0)} tokens/s on the "
         f"{_f(s['prompt_tokens_evaluated'], 0)} tokens left after the cache. The system prompt "
@@ -893,6 +980,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Overhead counted against raw TTFT instead of raw prompt evaluation: "
         f"{_f(s['overhead_vs_raw_ttft_s'], 3)} s.",
     ]
+    c = report["pipeline_cost"]
+    lines += ["", "## The pipeline's own cost (a stand-in model that replays a real answer at once)", "",
+              "| before the model is called ms | per streamed token µs | after the last token ms |",
+              "|---|---|---|",
+              f"| {_f(c['before_model_ms'], 1)} | {_f(c['per_token_us'], 1)} | {_f(c['after_last_token_ms'], 1)} |",
+              "", f"Before the model: retrieval and the prompt. Per token: marker filtering and streaming, against "
+              f"{_f(1000 / s['raw_gen_tok_s'], 1) if s['raw_gen_tok_s'] else '–'} ms per token for llama.cpp to "
+              f"generate one. After: the citation check ({_f(c['tokens_replayed'], 0)}-token answer)."]
     if report["threads"]:
         lines += ["", "## Threads (raw llama.cpp, empty cache)", "", "| threads | prompt tok/s | generation tok/s |",
                   "|---|---|---|"]

@@ -37,6 +37,8 @@ def test_quick_bench_reports_every_figure(seeded_dir: Path, smollm_path: Path, t
         "every question reuses the cached system prompt"
     for key in ("overhead_s", "gen_ratio", "raw_prompt_eval_s", "pipeline_ttft_s", "answer_tokens"):
         assert key in s
+    cost = report["pipeline_cost"]
+    assert cost["before_model_ms"] > 0 and cost["per_token_us"] > 0 and cost["after_last_token_ms"] >= 0
     assert report["retrieval"]["passages"] >= 300 and report["retrieval"]["queries"] >= 80
     assert 0 < report["retrieval"]["p50_ms"] <= report["retrieval"]["p95_ms"]
     ingest = report["ingest"]
