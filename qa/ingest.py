@@ -7,8 +7,11 @@ new passages are written first and the stale ones deleted after, so a run
 killed at any point leaves at worst some extra passages, which the next run
 removes. Articles that disappeared from the folder lose their passages.
 
-One ingest at a time per data directory: a second one is refused with a
-message rather than interleaving its writes.
+One ingest at a time per index: a second one is refused with a message
+rather than interleaving its writes. The lock is a file in the data
+directory; for an index on a Chroma server it is named after the server, so it
+keeps apart ingests started from this machine (ingests from several machines
+into one server should be run from one place).
 
 Articles added on the chat page live apart, in ``<data dir>/uploads/``, with
 ids starting ``uploads/``; ingesting a folder leaves them alone (see
@@ -20,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,17 +84,28 @@ class IngestReport:
         return line + "."
 
 
+def lock_name(url: str | None = None) -> str:
+    """The lock file's name for the local index, or for the index on a server.
+
+    >>> lock_name(), lock_name("http://10.0.0.5:8000")
+    ('ingest.lock', 'ingest-10.0.0.5-8000.lock')
+    """
+    if not url:
+        return "ingest.lock"
+    return "ingest-" + re.sub(r"[^A-Za-z0-9.]+", "-", url.split("://", 1)[-1]).strip("-") + ".lock"
+
+
 @contextmanager
-def ingest_lock(data_dir: Path) -> Iterator[None]:
-    """Hold the data directory's ingest lock, or raise :class:`IndexBusyError`."""
+def ingest_lock(data_dir: Path, url: str | None = None) -> Iterator[None]:
+    """Hold the ingest lock of the index (local, or on the server at ``url``), or raise :class:`IndexBusyError`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(data_dir / lock_name(url), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise IndexBusyError(
-                f"Another ingest is writing to {data_dir}. Wait for it to finish, then run this again."
+                f"Another ingest is writing to {url or data_dir}. Wait for it to finish, then run this again."
             ) from exc
         yield
     finally:
@@ -154,7 +169,7 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
         detail = f" ({'; '.join(f'{s.source}: {s.reason}' for s in skipped)})" if skipped else ""
         raise NoArticlesError(f"No readable .txt, .md, .html or .pdf article in {folder}{detail}. "
                               "Add article files there, or name another folder.")
-    with ingest_lock(data_dir):
+    with ingest_lock(data_dir, store.url):
         if rebuild:
             store.reset()
         stored = {a: ids for a, ids in store.ids_by_article().items() if not a.startswith(UPLOAD_PREFIX)}

@@ -180,7 +180,7 @@ class Library:
             raise UploadError(f"{shown} was not added: {article.reason}.")
 
         target = self._upload_path(filename)
-        with ingest_lock(self.data_dir):
+        with ingest_lock(self.data_dir, self.store.url):
             old = self.store.passage_ids(article_id)
             plan = plan_ingest([article], {article_id: old} if old else {}, self.chunking, prune=False)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +201,7 @@ class Library:
 
     def remove(self, article_id: str) -> int:
         """Delete an article's passages (and its file, for an upload); return how many passages went."""
-        with ingest_lock(self.data_dir):
+        with ingest_lock(self.data_dir, self.store.url):
             removed = self.store.delete_article(article_id)
             file_removed = False
             if article_id.startswith(UPLOAD_PREFIX):
@@ -219,7 +219,7 @@ class Library:
         """Make the index hold exactly the files of the uploads folder (under their ``uploads/`` ids)."""
         articles, skipped = load_folder(self.uploads_dir) if self.uploads_dir.is_dir() else ([], [])
         articles = [dataclasses.replace(a, source=UPLOAD_PREFIX + a.source) for a in articles]
-        with ingest_lock(self.data_dir):
+        with ingest_lock(self.data_dir, self.store.url):
             stored = {a: ids for a, ids in self.store.ids_by_article().items() if a.startswith(UPLOAD_PREFIX)}
             plan = plan_ingest(articles, stored, self.chunking)
             plan.report.skipped = skipped

@@ -5,16 +5,30 @@ loaded on first use and then kept; one lock serialises generation, because a
 llama.cpp context must not be used by two threads at once. llama-cpp-python
 keeps the KV cache of the previous prompt, so the system prompt, which opens
 every prompt unchanged, is evaluated only once per process.
+
+:class:`OpenAICompatibleLLM` sends the same messages to any server that speaks
+OpenAI's ``/v1/chat/completions`` with ``stream: true`` (llama-cpp-python's
+``python -m llama_cpp.server``, llama.cpp's ``llama-server``, vLLM) and reads
+the server-sent events as they come. Both stream text piece by piece, so the
+pipeline around them (refusals, citation checks) cannot tell them apart.
+
+The trade-off of the server: the prompt's prefix cache lives in the server and
+is shared by every client, so it helps only while the clients send the same
+system prompt; each request also pays one HTTP round trip before its first
+token (about a millisecond on a LAN, nothing next to prompt evaluation).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ModelNotFoundError
+import httpx
+
+from .errors import ModelNotFoundError, ServerError
 
 Message = dict[str, str]
 
@@ -44,10 +58,11 @@ class LlamaCppLLM:
     """A GGUF model run by llama-cpp-python."""
 
     def __init__(self, model_path: Path, n_ctx: int = 4096, n_threads: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, n_threads_batch: int | None = None) -> None:
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.n_threads_batch = n_threads_batch
         self.seed = seed
         self._llama: Any = None
         self._lock = threading.Lock()
@@ -62,8 +77,11 @@ class LlamaCppLLM:
             from llama_cpp import Llama
 
             try:
+                # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
+                # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
                 self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_batch=512, seed=self.seed, verbose=False)
+                                    n_threads_batch=self.n_threads_batch, n_batch=512, seed=self.seed,
+                                    verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelNotFoundError(
                     f"llama.cpp could not load {self.model_path} ({exc}). The file may be truncated or of an "
@@ -75,6 +93,12 @@ class LlamaCppLLM:
         """Load the model now rather than on the first question."""
         with self._lock:
             self._load()
+
+    @property
+    def llama(self) -> Any:
+        """The loaded ``llama_cpp.Llama`` (loaded now if need be), for measuring it bare."""
+        with self._lock:
+            return self._load()
 
     def count_tokens(self, text: str) -> int:
         with self._lock:
@@ -90,3 +114,137 @@ class LlamaCppLLM:
                 piece = chunk["choices"][0].get("delta", {}).get("content")
                 if piece:
                     yield piece
+
+
+def _server_detail(response: httpx.Response) -> str:
+    """The error message a server put in its reply, shortened to one line."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail", body))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        return " ".join(str(error).split())[:200]
+    return " ".join(str(body).split())[:200]
+
+
+class OpenAICompatibleLLM:
+    """Answers from a server with OpenAI's chat-completions API, streamed.
+
+    ``base_url`` ends in ``/v1`` (``http://HOST:PORT/v1``). Without ``model``
+    the first model that ``GET /models`` lists is used. Errors are
+    :class:`~qa.errors.ServerError` with a message that names the server.
+    """
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 600.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
+                                    timeout=httpx.Timeout(timeout, connect=10.0))
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"{self.model or 'model'} at {self.base_url}"
+
+    def _unreachable(self, exc: Exception) -> ServerError:
+        return ServerError(
+            f"Could not reach the LLM server at {self.base_url} ({exc or type(exc).__name__}). Start it (for example "
+            "`python -m llama_cpp.server --model FILE.gguf --port 8000`), or unset QA_LLM_URL to answer with the "
+            "local model.")
+
+    def _failed(self, response: httpx.Response) -> ServerError:
+        detail = _server_detail(response)
+        if response.status_code in (401, 403):
+            return ServerError(f"The LLM server at {self.base_url} refused the request (HTTP {response.status_code}: "
+                               f"{detail}). Set QA_LLM_KEY to a key it accepts.")
+        return ServerError(f"The LLM server at {self.base_url} answered HTTP {response.status_code} ({detail}). "
+                           "Check QA_LLM_MODEL and the server's log.")
+
+    def load(self) -> None:
+        """Check that the server answers, and pick its model when none is named."""
+        with self._lock:
+            if self.model:
+                return
+            try:
+                response = self._client.get("/models")
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from exc
+            if response.status_code in (401, 403):
+                raise self._failed(response)
+            models = []
+            if response.is_success:
+                try:
+                    models = [m["id"] for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
+                except (ValueError, AttributeError):
+                    models = []
+            # A server without /models (or with an empty list) serves whatever it loaded.
+            self.model = str(models[0]) if models else "default"
+
+    def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
+                    stop: Sequence[str] = ()) -> Iterator[str]:
+        self.load()
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens,
+                                "temperature": temperature, "stream": True}
+        if stop:
+            body["stop"] = list(stop)
+        responded = False
+        try:
+            with self._client.stream("POST", "/chat/completions", json=body) as response:
+                responded = True
+                if not response.is_success:
+                    response.read()
+                    raise self._failed(response)
+                finished = False
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments (": ping"), event names
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    piece, done = self._parse_event(data)
+                    finished = finished or done
+                    if piece:
+                        yield piece
+                if not finished:
+                    raise ServerError(f"The LLM server at {self.base_url} ended its reply in the middle of an "
+                                      "answer. Check the server's log, then ask again.")
+        except httpx.HTTPError as exc:
+            if not responded:  # refused, timed out, or a kept-alive connection the server had dropped
+                raise self._unreachable(exc) from exc
+            raise ServerError(f"The LLM server at {self.base_url} failed in the middle of an answer "
+                              f"({exc or type(exc).__name__}). Check that it is still running, then ask "
+                              "again.") from exc
+
+    def _parse_event(self, data: str) -> tuple[str, bool]:
+        """(text, finished) of one streamed event; raise on an error event.
+
+        >>> OpenAICompatibleLLM("http://x/v1")._parse_event(
+        ...     '{"choices": [{"delta": {"content": "Arce"}, "finish_reason": null}]}')
+        ('Arce', False)
+        """
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise ServerError(f"The LLM server at {self.base_url} sent something that is not a chat-completion "
+                              f"event ({data[:80]!r}). Is QA_LLM_URL an OpenAI-compatible /v1 address?") from exc
+        if not isinstance(event, dict):
+            return "", False
+        if event.get("error"):
+            error = event["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ServerError(f"The LLM server at {self.base_url} failed in the middle of an answer ({message}). "
+                              "Check the server's log, then ask again.")
+        choices = event.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        delta = choice.get("delta") or {}
+        piece = delta.get("content") if isinstance(delta, dict) else None
+        return (piece if isinstance(piece, str) else ""), bool(choice.get("finish_reason"))
+
+    def close(self) -> None:
+        self._client.close()

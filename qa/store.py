@@ -8,17 +8,26 @@ which would download a model, is never used.
 
 The collection records which embedder made its vectors; asking with another
 embedder is refused with a message that says how to rebuild.
+
+With a ``url`` the same collection lives on a Chroma server (``chroma run``),
+which several processes and machines can share. Every call to a server can
+fail on the network, so the methods below turn such failures into
+:class:`~qa.errors.ServerError` (a message, not a traceback); and since another
+process may rebuild the collection under us, a call that finds its collection
+gone looks it up again once.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from urllib.parse import urlparse
 
-from .errors import IndexNotReadyError
+from .errors import IndexNotReadyError, QAError, ServerError
 
 COLLECTION = "qa-passages"
 SCHEMA = 1
@@ -50,6 +59,35 @@ class Passage:
                    outlet=str(meta.get("outlet") or ""), author=str(meta.get("author") or ""), score=score)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Concatenate[ChromaStore, P], R]:
+    """Turn a Chroma server's failures into :class:`ServerError`; retry once if the collection was replaced."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except QAError:
+            raise
+        except Exception as exc:
+            if not self.url:
+                raise
+            if type(exc).__name__ == "NotFoundError" and self._collection is not None:
+                self._collection = None  # rebuilt by another process: find the new one
+                try:
+                    return method(self, *args, **kwargs)
+                except QAError:
+                    raise
+                except Exception as again:
+                    raise self._server_error(again) from again
+            raise self._server_error(exc) from exc
+
+    return cast("Callable[Concatenate[ChromaStore, P], R]", wrapper)
+
+
 def _quiet_chroma() -> None:
     for name in ("chromadb", "chromadb.telemetry", "chromadb.telemetry.product.posthog"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -64,14 +102,16 @@ class ChromaStore:
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False)
+        self.url = url.rstrip("/") if url else None
+        self.embedder_name = embedder_name
+        self._collection: Any = None
         try:
-            if url:
-                from urllib.parse import urlparse
-
-                parts = urlparse(url)
+            if self.url:
+                parts = urlparse(self.url)
+                https = parts.scheme == "https"
                 self._client: Any = chromadb.HttpClient(host=parts.hostname or "127.0.0.1",
-                                                        port=parts.port or 8000,
-                                                        ssl=parts.scheme == "https", settings=settings)
+                                                        port=parts.port or (443 if https else 8000),
+                                                        ssl=https, settings=settings)
             else:
                 assert path is not None
                 path.mkdir(parents=True, exist_ok=True)
@@ -79,13 +119,21 @@ class ChromaStore:
         except IndexNotReadyError:
             raise
         except Exception as exc:
-            where = url or path
+            if self.url:
+                raise self._server_error(exc) from exc
             raise IndexNotReadyError(
-                f"Could not open the passage index at {where} ({exc}). If the data directory is damaged, "
+                f"Could not open the passage index at {path} ({exc}). If the data directory is damaged, "
                 "rebuild it with `qa ingest --rebuild`."
             ) from exc
-        self.embedder_name = embedder_name
-        self._collection: Any = None
+
+    def _server_error(self, exc: Exception) -> ServerError:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, OSError) or "connect" in f"{type(exc).__name__} {reason}".lower():
+            return ServerError(
+                f"Could not reach the Chroma server at {self.url} ({reason}). Start it with "
+                "`chroma run --path DIR --host HOST --port PORT`, or unset QA_CHROMA_URL to use the local index.")
+        return ServerError(f"The Chroma server at {self.url} failed ({reason}). Check that it is running and "
+                           "its log, then try again.")
 
     @property
     def collection(self) -> Any:
@@ -96,6 +144,8 @@ class ChromaStore:
                     metadata={"embedder": self.embedder_name or "unknown", "schema": SCHEMA},
                 )
             except Exception as exc:
+                if self.url:
+                    raise self._server_error(exc) from exc
                 raise IndexNotReadyError(
                     f"Could not open the passage collection ({exc}). Rebuild it with `qa ingest --rebuild`."
                 ) from exc
@@ -115,9 +165,11 @@ class ChromaStore:
             pass
         self._collection = None
 
+    @_on_server
     def count(self) -> int:
         return int(self.collection.count())
 
+    @_on_server
     def ids_by_article(self) -> dict[str, set[str]]:
         """Every stored passage id, grouped by article id."""
         found: dict[str, set[str]] = {}
@@ -129,6 +181,7 @@ class ChromaStore:
                 found.setdefault(str(meta["article_id"]), set()).add(pid)
         return found
 
+    @_on_server
     def articles(self) -> list[dict[str, Any]]:
         """One row per article: id, title, outlet, source and passage count."""
         rows: dict[str, dict[str, Any]] = {}
@@ -142,27 +195,32 @@ class ChromaStore:
                 row["passages"] += 1
         return sorted(rows.values(), key=lambda r: str(r["source"]))
 
+    @_on_server
     def add(self, passages: Sequence[Passage], vectors: Sequence[Sequence[float]]) -> None:
         if not passages:
             return
         self.collection.upsert(ids=[p.id for p in passages], documents=[p.text for p in passages],
                                metadatas=[p.metadata() for p in passages], embeddings=[list(v) for v in vectors])
 
+    @_on_server
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         for i in range(0, len(ids), 5000):
             self.collection.delete(ids=ids[i:i + 5000])
 
+    @_on_server
     def passage_ids(self, article_id: str) -> set[str]:
         """The ids of one article's passages."""
         return {str(i) for i in self.collection.get(where={"article_id": article_id}, include=[])["ids"]}
 
+    @_on_server
     def delete_article(self, article_id: str) -> int:
         """Delete every passage of one article; return how many there were."""
         ids = sorted(self.passage_ids(article_id))
         self.delete(ids)
         return len(ids)
 
+    @_on_server
     def get(self, ids: Sequence[str]) -> list[Passage]:
         if not ids:
             return []
@@ -171,6 +229,7 @@ class ChromaStore:
                  for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
         return [by_id[i] for i in ids if i in by_id]
 
+    @_on_server
     def all_passages(self) -> list[Passage]:
         out: list[Passage] = []
         total = self.count()
@@ -180,17 +239,21 @@ class ChromaStore:
                        for pid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return out
 
+    @_on_server
     def query(self, vector: Sequence[float], k: int, articles: Sequence[str] | None = None) -> list[Passage]:
-        """The ``k`` passages nearest to ``vector``, optionally only from ``articles``."""
-        total = self.count()
-        if total == 0:
-            raise IndexNotReadyError("The index is empty. Add articles with `qa ingest FOLDER` first.")
+        """The ``k`` passages nearest to ``vector``, optionally only from ``articles``.
+
+        One call to Chroma per question (it returns fewer than ``k`` passages when
+        it holds fewer); the index is counted only when nothing came back.
+        """
         where: dict[str, Any] | None = None
         if articles:
             ids = list(articles)
             where = {"article_id": ids[0]} if len(ids) == 1 else {"article_id": {"$in": ids}}
-        got = self.collection.query(query_embeddings=[list(vector)], n_results=min(k, total), where=where,
+        got = self.collection.query(query_embeddings=[list(vector)], n_results=k, where=where,
                                     include=["documents", "metadatas", "distances"])
+        if not got["ids"][0] and self.count() == 0:
+            raise IndexNotReadyError("The index is empty. Add articles with `qa ingest FOLDER` first.")
         return [Passage.from_record(pid, doc, meta, score=1.0 - float(dist))
                 for pid, doc, meta, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
                                                 got["distances"][0], strict=True)]

@@ -610,10 +610,11 @@ def launch_options(host: str, auth: str | None) -> dict[str, Any]:
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Check the address, model and index, load them, and serve the page until interrupted."""
+    """Check the address, model and index (or reach their servers), load them, and serve the page."""
     options = launch_options(host, auth)
     pipeline = get_pipeline()
-    check_gguf(pipeline.settings.model)
+    if not pipeline.settings.llm_url:
+        check_gguf(pipeline.settings.model)
     library = Library(pipeline.store, pipeline.embedder, pipeline.settings.data_dir, pipeline.settings.chunking)
     synced = library.sync_uploads()
     if synced.added or synced.removed:
