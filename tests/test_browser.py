@@ -164,7 +164,8 @@ def test_a_question_streams_an_answer_with_its_sources(browser: Any, smollm_url:
         assert page.locator("#qa-chat .qa-refusal").is_visible()
     _answers(page).first.locator("summary").click()
     how = _answers(page).first.inner_text()
-    assert re.search(r"Searched all 6 articles for the 4 closest passages in \d+\.\d\d s", how), how
+    k = Settings().top_k
+    assert re.search(rf"Searched all 6 articles for the {k} closest passages in \d+\.\d\d s", how), how
     page.screenshot(path=str(tmp_path / "answer.png"), full_page=True)
     assert (tmp_path / "answer.png").stat().st_size > 20_000
 
@@ -187,7 +188,7 @@ def test_a_question_streams_an_answer_with_its_sources(browser: Any, smollm_url:
 
     other = _open(browser, smollm_url)  # another user keeps the defaults
     other.get_by_role("tab", name="Settings").click()
-    assert other.locator("#qa-top-k input[type=number]").input_value() == "4"
+    assert other.locator("#qa-top-k input[type=number]").input_value() == str(Settings().top_k)
     assert other.locator("#qa-chat .qa-how").count() == 0, "conversations are per browser"
 
     page.get_by_role("button", name="New conversation").click()
