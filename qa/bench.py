@@ -70,10 +70,10 @@ Message = dict[str, str]
 
 # --quick: the report's every section, small; the figures mean little (a 135M model, a tiny corpus).
 QUICK = {"runs": 2, "questions": 2, "passages": 300, "sample": 32, "max_tokens": 16, "top_k": 2,
-         "sentences": 60, "retrieval_passes": 1, "threads": 0, "llm_threads": 1, "answer_minutes": 0}
-# The full run; 0 means the pipeline's own setting. About 15 minutes on 2 busy cores.
+         "sentences": 60, "retrieval_passes": 1, "sweep": 0, "llm_threads": 1, "answer_minutes": 0}
+# The full run; 0 means the pipeline's own setting. 6.5 minutes on 2 quiet cores, 10 on busy ones.
 FULL = {"runs": 3, "questions": 4, "passages": 20_000, "sample": 384, "max_tokens": 0, "top_k": 0,
-        "sentences": 0, "retrieval_passes": 3, "threads": 1, "llm_threads": 0, "answer_minutes": 8}
+        "sentences": 0, "retrieval_passes": 3, "sweep": 1, "llm_threads": 0, "answer_minutes": 8}
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a small, fast run (SmolLM2 test model, 2 questions, a 400-passage corpus)")
+                        help="a small, fast run (SmolLM2 test model, 2 questions, a 300-passage corpus)")
     parser.add_argument("--model", type=Path, help="GGUF to measure (default: QA_MODEL or the default model; "
                         "with --quick the SmolLM2 test model)")
     parser.add_argument("--runs", type=int, help=f"runs per question (default: {FULL['runs']}; on a busy machine "
@@ -128,7 +128,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(quick=args.quick, model=args.model, runs=pick("runs"), questions=pick("questions"),
                    passages=pick("passages"), sample=pick("sample"), max_tokens=preset["max_tokens"],
                    top_k=preset["top_k"], sentences=preset["sentences"],
-                   retrieval_passes=preset["retrieval_passes"], threads=bool(preset["threads"]),
+                   retrieval_passes=preset["retrieval_passes"], threads=bool(preset["sweep"]),
                    llm_threads=pick("threads") if args.threads is not None else preset["llm_threads"],
                    answer_minutes=preset["answer_minutes"] if args.runs is None else 0,
                    serve=not args.no_serve, out=args.out)
