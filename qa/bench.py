@@ -70,10 +70,10 @@ Message = dict[str, str]
 
 # --quick: the report's every section, small; the figures mean little (a 135M model, a tiny corpus).
 QUICK = {"runs": 2, "questions": 2, "passages": 300, "sample": 32, "max_tokens": 16, "top_k": 2,
-         "sentences": 60, "retrieval_passes": 1, "threads": 0, "llm_threads": 1}
-# The full run; 0 means the pipeline's own setting. About 15 minutes on 2 busy cores.
+         "sentences": 60, "retrieval_passes": 1, "sweep": 0, "llm_threads": 1, "answer_minutes": 0}
+# The full run; 0 means the pipeline's own setting. 6.5 minutes on 2 quiet cores, 10 on busy ones.
 FULL = {"runs": 3, "questions": 4, "passages": 20_000, "sample": 384, "max_tokens": 0, "top_k": 0,
-        "sentences": 0, "retrieval_passes": 3, "threads": 1, "llm_threads": 0}
+        "sentences": 0, "retrieval_passes": 3, "sweep": 1, "llm_threads": 0, "answer_minutes": 8}
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Options:
     retrieval_passes: int = FULL["retrieval_passes"]
     threads: bool = True  # measure 1 thread against every core
     llm_threads: int = 0  # llama.cpp threads, generating and evaluating, for the answers (0: the settings)
+    answer_minutes: float = 0  # after 2 runs, start no new run once the answers took this long (0: no limit)
     serve: bool = True
     out: Path | None = None
     seeded_data: Path | None = None  # a data directory holding the seeds' index, copied instead of re-indexing
@@ -99,10 +100,11 @@ class Options:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a small, fast run (SmolLM2 test model, 2 questions, a 400-passage corpus)")
+                        help="a small, fast run (SmolLM2 test model, 2 questions, a 300-passage corpus)")
     parser.add_argument("--model", type=Path, help="GGUF to measure (default: QA_MODEL or the default model; "
                         "with --quick the SmolLM2 test model)")
-    parser.add_argument("--runs", type=int, help=f"runs per question (default: {FULL['runs']})")
+    parser.add_argument("--runs", type=int, help=f"runs per question (default: {FULL['runs']}; on a busy machine "
+                        f"no run after the second starts once the answers took {FULL['answer_minutes']} minutes)")
     parser.add_argument("--questions", type=int, help=f"seed questions (default: {FULL['questions']})")
     parser.add_argument("--passages", type=int,
                         help=f"passages in the generated corpus (default: {FULL['passages']:,})")
@@ -126,8 +128,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(quick=args.quick, model=args.model, runs=pick("runs"), questions=pick("questions"),
                    passages=pick("passages"), sample=pick("sample"), max_tokens=preset["max_tokens"],
                    top_k=preset["top_k"], sentences=preset["sentences"],
-                   retrieval_passes=preset["retrieval_passes"], threads=bool(preset["threads"]),
+                   retrieval_passes=preset["retrieval_passes"], threads=bool(preset["sweep"]),
                    llm_threads=pick("threads") if args.threads is not None else preset["llm_threads"],
+                   answer_minutes=preset["answer_minutes"] if args.runs is None else 0,
                    serve=not args.no_serve, out=args.out)
 
 
@@ -371,11 +374,12 @@ def _call_figures(call: Call, ttft: float, total: float, counter: PromptCounter)
             "prompt_tokens": float(prompt_tokens), "prompt_tokens_evaluated": evaluated,
             "prompt_tokens_reused": max(0.0, prompt_tokens - evaluated),
             "answer_tokens": float(counter.count_text("".join(call.text))), "gen_tok_s": call.gen_tok_s,
-            "gen_pieces": float(max(0, call.pieces - 1)), "gen_s": gen_s}
+            "gen_pieces": float(max(0, call.pieces - 1)), "gen_s": gen_s,
+            "decode_s": call.perf.get("eval_s", 0.0), "decode_tokens": call.perf.get("eval_tokens", 0.0)}
 
 
 def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[str, str]], runs: int,
-                  log: Log) -> dict[str, Any]:
+                  log: Log, minutes: float = 0) -> dict[str, Any]:
     """Each question through the pipeline, then its messages straight to llama.cpp; ``runs`` times."""
     from .answer import Answer
 
@@ -411,7 +415,11 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
         ttft = (call.first if call.first is not None else call.ended) - call.started
         return _call_figures(call, ttft, call.ended - call.started, counter)
 
+    began = time.perf_counter()
     for run in range(runs):
+        if run >= 2 and minutes and time.perf_counter() - began > 60 * minutes:
+            log(f"answers: {run} runs in {(time.perf_counter() - began) / 60:.1f} minutes; no more on this machine")
+            break
         for q in questions:
             if run % 2 == 0 or q["id"] not in sent:
                 figures = through_pipeline(q)
@@ -446,11 +454,11 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
                                              [system, {"role": "user", "content": "Zulu"}]])
     reused = [r["prompt_tokens_reused"] for q in per.values() for r in q["pipeline"]]
 
-    def pooled(side: str) -> float:
-        """Generation tokens/s over every answer of at least 8 tokens: long answers weigh more."""
+    def pooled(side: str, tokens: str = "gen_pieces", seconds: str = "gen_s") -> float:
+        """Tokens/s over every answer of at least 8 tokens: long answers weigh more."""
         calls = [c for q in per.values() for c in q[side] if c["gen_pieces"] >= 7]
-        seconds = sum(c["gen_s"] for c in calls)
-        return sum(c["gen_pieces"] for c in calls) / seconds if seconds else float("nan")
+        total = sum(c[seconds] for c in calls)
+        return sum(c[tokens] for c in calls) / total if total else float("nan")
 
     def over(key: str, side: str | None = None) -> float:
         values = [row[side][key] if side else row[key] for row in rows]
@@ -469,12 +477,18 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
         "min_prompt_tokens_reused": min(reused) if reused else float("nan"),
         "answer_tokens": over("answer_tokens", "pipeline"),
         "pipeline_gen_tok_s": pooled("pipeline"), "raw_gen_tok_s": pooled("raw"),
+        # llama.cpp's own decoding speed in the same calls (its counters): equal on both sides means the
+        # pipeline does not slow llama.cpp down; any gap in the wall-clock speeds is then time between tokens.
+        "pipeline_decode_tok_s": pooled("pipeline", "decode_tokens", "decode_s"),
+        "raw_decode_tok_s": pooled("raw", "decode_tokens", "decode_s"),
         "gen_ratio_median": over("gen_ratio"),
     }
     summary["gen_ratio"] = summary["pipeline_gen_tok_s"] / summary["raw_gen_tok_s"]
+    summary["decode_ratio"] = summary["pipeline_decode_tok_s"] / summary["raw_decode_tok_s"]
+    summary["gen_calls_pooled"] = float(sum(1 for q in per.values() for c in q["pipeline"] if c["gen_pieces"] >= 7))
     summary["overhead_share"] = summary["overhead_s"] / summary["raw_prompt_eval_s"]
     summary["raw_prompt_tok_s"] = summary["prompt_tokens_evaluated"] / summary["raw_prompt_eval_s"]
-    return {"questions": rows, "summary": summary}
+    return {"questions": rows, "summary": summary, "runs": min((row["runs"] for row in rows), default=0)}
 
 
 class ReplayLLM:
@@ -866,7 +880,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         probe = Probe(llm)
         pipeline = Pipeline(store=store, embedder=embedder, llm=probe, settings=settings)
         questions = seed_questions(options.questions)
-        answers = bench_answers(pipeline, probe, llama, questions, options.runs, log)
+        answers = bench_answers(pipeline, probe, llama, questions, options.runs, log, options.answer_minutes)
         first_messages = probe.calls[-1].messages if probe.calls else []
         longest = max(probe.calls, key=lambda c: c.pieces).text if probe.calls else ["Nothing."]
         cost = bench_pipeline_cost(store, embedder, settings, questions, longest)
@@ -874,7 +888,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
             f"per token, {cost['after_last_token_ms']:.1f} ms after the last token")
         del llama
         threads = bench_threads(model, first_messages, settings.context_tokens,
-                                options.max_tokens or 64, log) if first_messages and options.threads else []
+                                options.max_tokens or 32, log) if first_messages and options.threads else []
         corpus = bench_corpus(work, embedder, settings, options, log)
         serve = None
         if options.serve:
@@ -940,6 +954,10 @@ def _f(value: Any, digits: int = 2, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as markdown tables."""
     m, st = report["machine"], report["settings"]
@@ -948,9 +966,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# qa bench ({report['kind']})", "",
         f"Machine: {m['cores']} cores, {m['cpu'] or 'unknown CPU'}, {m['memory_gib']} GiB; load average "
         f"{' / '.join(map(str, m['load_average']))} before, {' / '.join(map(str, m['load_average_after']))} after. "
-        f"Model {st['model']} ({st['threads']} threads generating, {st['batch_threads']} evaluating prompts; "
+        f"Model {st['model']} ({_threads(st['threads'])} generating, {_threads(st['batch_threads'])} evaluating "
+        "prompts; "
         f"loaded in {_f(st['model_load_s'])} s); "
-        f"top {st['top_k']} passages; medians of {st['runs']} runs; whole bench {_f(report['elapsed_s'], 0)} s.",
+        f"top {st['top_k']} passages; medians of {report['answers']['runs']} runs; "
+        f"whole bench {_f(report['elapsed_s'], 0)} s.",
         "", "## Answers: pipeline against raw llama.cpp (same prompts, same model object)", "",
         "| question | TTFT pipeline s | raw prompt eval s | raw TTFT s | overhead s | total s | prompt tok "
         "(reused) | answer tok | gen tok/s pipeline / raw | ratio |",
@@ -969,8 +989,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"**{_f(s['pipeline_gen_tok_s'], 1)} / {_f(s['raw_gen_tok_s'], 1)}** | **{_f(s['gen_ratio'])}** |",
         "",
         "Each row: medians over the runs. Last row: medians over the questions, except generation speed, "
-        "pooled over every answer of at least 8 tokens (tokens after the first, over the time from the first "
-        "to the last), pipeline and raw alike.",
+        f"pooled over the {_f(s['gen_calls_pooled'], 0)} answers (per side) of at least 8 tokens: tokens after "
+        "the first, over the time from the first to the last, as the caller receives them.",
+        "",
+        f"llama.cpp's own decoding speed in the same calls (its counters): pipeline "
+        f"{_f(s['pipeline_decode_tok_s'], 1)}, raw {_f(s['raw_decode_tok_s'], 1)} tokens/s (ratio "
+        f"{_f(s['decode_ratio'])}); when these agree, the pipeline does not slow llama.cpp down, and what "
+        "separates the wall-clock speeds is time between tokens, or the machine's load changing between calls.",
         "",
         f"Raw prompt evaluation runs at {_f(s['raw_prompt_tok_s'], 0)} tokens/s on the "
         f"{_f(s['prompt_tokens_evaluated'], 0)} tokens left after the cache. The system prompt "

@@ -10,7 +10,7 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
-| QA_THREADS      | all cores (llama.cpp, generating the answer)    |
+| QA_THREADS      | half the cores (llama.cpp, generating)          |
 | QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |
 | QA_CHROMA_URL   | unset: the embedded store in QA_DATA_DIR        |
 | QA_LLM_URL      | unset: QA_MODEL run in-process by llama.cpp     |
@@ -95,7 +95,11 @@ class Settings:
         "QA_MODELS_DIR", PROJECT_DIR / "models" if _IN_CHECKOUT else _USER_DIR / "models"))
     model_path: Path | None = field(default_factory=lambda: _env_path("QA_MODEL", Path()) or None)
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
-    threads: int = field(default_factory=lambda: _env_int("QA_THREADS") or (os.cpu_count() or 2))
+    # Generating is bound by memory bandwidth, and its threads wait for each other at every layer, so
+    # one thread the OS puts aside stalls them all: on 2 busy cores, 2 threads generated 2 tokens/s
+    # where 1 thread generated 11.5 (docs/performance.md). Half the cores, llama-cpp-python's own
+    # default, leaves room for everything else; prompt evaluation, bound by compute, takes every core.
+    threads: int = field(default_factory=lambda: _env_int("QA_THREADS") or max(1, (os.cpu_count() or 2) // 2))
     batch_threads: int = field(default_factory=lambda: _env_int("QA_BATCH_THREADS") or (os.cpu_count() or 2))
     chunking: Chunking = field(default_factory=Chunking)
     top_k: int = 6

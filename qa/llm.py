@@ -12,10 +12,10 @@ OpenAI's ``/v1/chat/completions`` with ``stream: true`` (llama-cpp-python's
 the server-sent events as they come. Both stream text piece by piece, so the
 pipeline around them (refusals, citation checks) cannot tell them apart.
 
-The trade-off of the server: the prompt's prefix cache lives in the server and
-is shared by every client, so it helps only while the clients send the same
-system prompt; each request also pays one HTTP round trip before its first
-token (about a millisecond on a LAN, nothing next to prompt evaluation).
+The trade-offs of a server: its prefix cache is shared by every client, so it
+helps only while they all send the same system prompt; and each answer pays an
+HTTP round trip, which on loopback did not show next to prompt evaluation
+(docs/performance.md, "Server mode").
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def llm_server(model: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[b
     """llama-cpp-python's OpenAI-compatible server on a free port; yields its /v1 URL and process."""
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1"]
+               "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
+               "--logits_all", "False"]
     url = f"http://127.0.0.1:{port}/v1"
     with running(command, f"{url}/models", log) as process:
         yield url, process

@@ -144,6 +144,17 @@ def test_server_urls_are_checked_and_completed(monkeypatch: pytest.MonkeyPatch) 
         Settings()
 
 
+def test_thread_counts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_THREADS", "3")
+    monkeypatch.setenv("QA_BATCH_THREADS", "5")
+    assert (Settings().threads, Settings().batch_threads) == (3, 5)
+    monkeypatch.delenv("QA_THREADS")
+    assert Settings().threads >= 1
+    monkeypatch.setenv("QA_THREADS", "two")
+    with pytest.raises(ConfigError, match="QA_THREADS must be a whole number of at least 1, not 'two'"):
+        Settings()
+
+
 def test_the_pipeline_behaves_the_same_over_a_server(tmp_path: Path) -> None:
     """Streaming, the NOT FOUND refusal and the citation check live in the pipeline, whatever the LLM."""
     embedder = FakeEmbedder()
