@@ -17,6 +17,7 @@ from .ingest import IngestReport
 from .ingest import ingest as ingest_folder
 from .llm import LLM, LlamaCppLLM, OpenAICompatibleLLM
 from .pipeline import History, Pipeline
+from .rerank import CrossEncoderReranker
 from .store import ChromaStore
 
 _lock = threading.Lock()
@@ -37,7 +38,9 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     settings = settings or Settings()
     embedder = SentenceTransformerEmbedder(settings.embedder_path)
     store = ChromaStore(settings.chroma_dir, url=settings.chroma_url, embedder_name=embedder.name)
-    return Pipeline(store=store, embedder=embedder, llm=build_llm(settings), settings=settings)
+    reranker = CrossEncoderReranker(settings.reranker_path) if settings.reranker_path else None
+    return Pipeline(store=store, embedder=embedder, llm=build_llm(settings), settings=settings,
+                    reranker=reranker)
 
 
 def get_pipeline() -> Pipeline:

@@ -10,6 +10,7 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
+| QA_RERANKER     | unset: no reranking (a CrossEncoder folder)     |
 | QA_THREADS      | half the cores (llama.cpp, generating)          |
 | QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |
 | QA_CHROMA_URL   | unset: the embedded store in QA_DATA_DIR        |
@@ -95,6 +96,7 @@ class Settings:
         "QA_MODELS_DIR", PROJECT_DIR / "models" if _IN_CHECKOUT else _USER_DIR / "models"))
     model_path: Path | None = field(default_factory=lambda: _env_path("QA_MODEL", Path()) or None)
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
+    reranker_path: Path | None = field(default_factory=lambda: _env_path("QA_RERANKER", Path()) or None)
     # Generating is bound by memory bandwidth, and its threads wait for each other at every layer, so
     # one thread the OS puts aside stalls them all: on 2 busy cores, 2 threads generated 2 tokens/s
     # where 1 thread generated 11.5 (docs/performance.md). Half the cores, llama-cpp-python's own
@@ -120,6 +122,8 @@ class Settings:
             self.model_path = None
         if self.embedder_path == Path():
             self.embedder_path = None
+        if self.reranker_path == Path():
+            self.reranker_path = None
         self.chroma_url = check_url("QA_CHROMA_URL", self.chroma_url)
         self.llm_url = check_url("QA_LLM_URL", self.llm_url, api_path="/v1")
 

@@ -35,6 +35,7 @@ from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, strip_markers
+from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .store import ChromaStore, Passage
 
@@ -90,10 +91,12 @@ class Pipeline:
     settings: Settings = field(default_factory=Settings)
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     retriever: Retriever | None = None
+    reranker: Reranker | None = None
 
     def __post_init__(self) -> None:
         if self.retriever is None:
-            self.retriever = Retriever(self.store, self.embedder, KeywordIndex(self.settings.keyword_dir))
+            self.retriever = Retriever(self.store, self.embedder, KeywordIndex(self.settings.keyword_dir),
+                                       reranker=self.reranker)
 
     def retrieve(self, question: str, history: Sequence[Message] = (),
                  articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:

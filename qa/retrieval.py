@@ -32,6 +32,7 @@ from typing import Any
 
 from .embedder import Embedder
 from .llm import Message
+from .rerank import Reranker, rerank
 from .store import ChromaStore, Passage
 
 RRF_K = 60
@@ -212,14 +213,20 @@ class Retrieved:
 
 
 class Retriever:
-    """Dense (Chroma) and keyword (BM25) search, fused."""
+    """Dense (Chroma) and keyword (BM25) search, fused; optionally reranked by a cross-encoder.
+
+    With a ``reranker``, the first ``rerank_candidates`` fused passages are
+    reordered by it before the first ``k`` are kept.
+    """
 
     def __init__(self, store: ChromaStore, embedder: Embedder, keyword: KeywordIndex | None,
-                 candidates: int = 20) -> None:
+                 candidates: int = 20, reranker: Reranker | None = None, rerank_candidates: int = 12) -> None:
         self.store = store
         self.embedder = embedder
         self.keyword = keyword
         self.candidates = candidates
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
@@ -227,8 +234,12 @@ class Retriever:
         query = search_text(question, history)
         vector = self.embedder.embed([query])[0]
         if mode == "dense" or self.keyword is None:
-            dense = self.store.query(vector, k, articles=articles)
-            return Retrieved(dense, dense[0].score if dense else 0.0, query)
+            if self.reranker is None:
+                dense = self.store.query(vector, k, articles=articles)
+                return Retrieved(dense, dense[0].score if dense else 0.0, query)
+            dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles)
+            chosen = rerank(self.reranker, query, dense)[:k]
+            return Retrieved(chosen, dense[0].score if dense else 0.0, query)
         with self._lock:
             self.keyword.ensure_current(self.store)
         dense = self.store.query(vector, self.candidates, articles=articles)
@@ -236,6 +247,8 @@ class Retriever:
         by_id = {p.id: p for p in dense}
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
-        fused = [by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id]
-        chosen = drop_near_duplicates(fused)[:k]
+        fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id])
+        if self.reranker is not None:
+            fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
+        chosen = fused[:k]
         return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query)
