@@ -112,6 +112,7 @@ class Settings:
     retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"
     prompt: str = "grounded"  # "grounded" or "plain"
     check: bool = True  # check citations against their passages
+    rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
     llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
     llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
@@ -146,5 +147,6 @@ class Settings:
 # prompt, citations not checked.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "min_score": 0.0, "top_k": 9},
+    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "min_score": 0.0,
+              "top_k": 9},
 }

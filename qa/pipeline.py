@@ -1,6 +1,8 @@
 """Question in, cited answer out.
 
-    question (+ conversation) ──> search text ──> passages (Chroma dense + BM25, fused)
+    question (+ conversation) ──> standalone question: a follow-up is rewritten by the model
+        ▼
+    search text ──> passages (Chroma dense + BM25, fused; optionally reranked)
         │ best passage too far from the question, or a number of the question
         │ in none of the passages: refuse without asking the model
         ▼
@@ -37,6 +39,7 @@ from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, strip_markers
 from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
+from .rewrite import standalone_question
 from .store import ChromaStore, Passage
 
 REFUSAL = "I could not find the answer to this in the articles."
@@ -132,17 +135,23 @@ class Pipeline:
         started = time.perf_counter()
         question = clean_question(question)
         turns = normalise_history(history)
-        passages, best = self._retrieve(question, turns, articles)
-        timings = {"retrieval_s": time.perf_counter() - started}
-        query = search_text(question, turns)
+        timings: dict[str, float] = {}
+        standalone = None
+        if self.settings.rewrite and turns:
+            standalone = standalone_question(self.llm, question, turns)
+            timings["rewrite_s"] = time.perf_counter() - started
+        asked = standalone or question
+        passages, best = self._retrieve(asked, [] if standalone else turns, articles)
+        timings["retrieval_s"] = time.perf_counter() - started
+        query = standalone or search_text(question, turns)
 
-        if self._evidence_missing(question, passages, best):
+        if self._evidence_missing(asked, passages, best):
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
             yield Answer(REFUSAL, False, [], question, query, passages, timings)
             return
 
-        messages = build_messages(question, passages, turns, style=self.settings.prompt)
+        messages = build_messages(asked, passages, turns, style=self.settings.prompt)
         markers = MarkerStreamFilter(len(passages))
         raw: list[str] = []
         held = True  # hold output while it could still be the NOT FOUND reply
@@ -165,7 +174,8 @@ class Pipeline:
         if tail and not held:
             yield tail
 
-        answer = self.finish("".join(raw), question, query, passages)
+        answer = self.finish("".join(raw), asked, query, passages)
+        answer.question = question
         timings.setdefault("first_token_s", time.perf_counter() - started)
         timings["total_s"] = time.perf_counter() - started
         timings["tokens"] = float(tokens)

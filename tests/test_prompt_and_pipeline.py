@@ -12,6 +12,7 @@ from qa.errors import EmptyQuestionError, QAError
 from qa.ingest import ingest
 from qa.pipeline import REFUSAL, Pipeline
 from qa.prompt import SYSTEM_PROMPT, build_messages
+from qa.rewrite import INSTRUCTION
 from qa.store import ChromaStore, Passage
 
 from .fakes import FakeEmbedder, FakeLLM
@@ -99,13 +100,35 @@ def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # typ
     assert answer.answered and "88.4" in answer.text and answer.text.endswith(f"[{n}]")
 
 
-def test_follow_up_retrieval_uses_the_previous_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("NOT FOUND")
+def test_a_follow_up_is_rewritten_into_a_standalone_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("How many seats did the MAS win in the Senate?", "NOT FOUND")
     history = [("How many seats did the MAS win in the lower house?", "73 of 130 [1].")]
-    _run(pipeline, "And in the Senate?", history)
-    prompt = llm.calls[0][-1]["content"]
+    answer = pipeline.ask("And in the Senate?", history)
+    rewrite, prompt = llm.calls
+    assert INSTRUCTION in rewrite[-1]["content"] and "User: And in the Senate?" in rewrite[-1]["content"]
+    assert rewrite[:-1] == prompt[:-1]  # the same cached prefix as the answer's prompt
+    assert "21 of the 36 seats in the Senate" in prompt[-1]["content"]
+    assert "Question: How many seats did the MAS win in the Senate?" in prompt[-1]["content"]
+    assert answer.query == "How many seats did the MAS win in the Senate?"
+    assert answer.question == "And in the Senate?" and "rewrite_s" in answer.timings
+
+
+def test_an_unusable_rewrite_falls_back_to_the_previous_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("How many seats did the MAS win in the lower house?", "NOT FOUND")
+    history = [("How many seats did the MAS win in the lower house?", "73 of 130 [1].")]
+    answer = pipeline.ask("And in the Senate?", history)
+    prompt = llm.calls[1][-1]["content"]
     assert "21 of the 36 seats in the Senate" in prompt
     assert "User: How many seats did the MAS win in the lower house?" in prompt
+    assert "Question: And in the Senate?" in prompt
+    assert answer.query == "How many seats did the MAS win in the lower house? And in the Senate?"
+
+
+def test_only_follow_ups_are_rewritten(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("NOT FOUND", "NOT FOUND")
+    pipeline.ask("How many seats did the MAS win in the Senate?")
+    pipeline.ask("How many seats did the MAS win in the Senate?", [("Who won?", "Arce [1].")])
+    assert len(llm.calls) == 2 and all(INSTRUCTION not in c[-1]["content"] for c in llm.calls)
 
 
 def test_article_filter_limits_retrieval(fake_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,86 @@
+"""Follow-up questions rewritten into standalone ones before retrieval.
+
+"Was that a record?" names nothing a search can find. When a question leans
+on the conversation (:func:`qa.retrieval.is_follow_up`), the model is asked
+to rewrite it with what it refers to: "Was the turnout in the 2020 election a
+record?". The request opens with the same system prompt and worked examples
+as every answer, so llama.cpp's prefix cache serves both.
+
+A small model sometimes repeats the earlier question instead, or changes
+what is asked ("Who backed out?" becoming "Which firm backed out?"). A
+rewrite is only taken when it keeps the follow-up's question word and every
+one of its content words; otherwise the search falls back to the previous
+question joined to the follow-up (:func:`qa.retrieval.search_text`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .llm import LLM, Message
+from .prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, strip_markers
+from .retrieval import is_follow_up, tokens
+
+INSTRUCTION = ("Rewrite the user's last question as one standalone question that names what it refers to, "
+               "using the conversation above. Do not answer it. Reply with the rewritten question only.")
+MAX_CHARS = 300
+_LEAD = re.compile(r"^(?:and|but|so|also|then|ok|okay)\b[\s,]*", re.IGNORECASE)
+_QUESTION_WORDS = frozenset("""who whom whose what when where why which how was were is are did do does can could
+will would has have had""".split())
+_PRONOUNS = frozenset("he she it they them him her his its their that this those these there same".split())
+
+
+def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, chars: int = 300) -> list[Message]:
+    """The request for a standalone question: the answer prompt's constant prefix, then the conversation."""
+    messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for asked, answered in EXAMPLES:
+        messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+    lines = []
+    for m in [m for m in history if m.get("role") in ("user", "assistant")][-2 * turns:]:
+        content = " ".join(strip_markers(m["content"]).split())[:chars]
+        lines.append(("User: " if m["role"] == "user" else "You: ") + content)
+    conversation = "\n".join([*lines, f"User: {question}"])
+    messages.append({"role": "user", "content": f"Conversation:\n{conversation}\n\n{INSTRUCTION}"})
+    return messages
+
+
+def _first_word(text: str) -> str:
+    words = re.findall(r"[a-z]+", _LEAD.sub("", text.strip()).lower())
+    return words[0] if words else ""
+
+
+def accept_rewrite(question: str, reply: str) -> str | None:
+    """The rewritten question if it keeps what was asked, else ``None``.
+
+    >>> accept_rewrite("Was that a record?", "Was the turnout in the 2020 election a record?")
+    'Was the turnout in the 2020 election a record?'
+    >>> accept_rewrite("And in the Senate?", "How many seats did the MAS win in the Senate?")
+    'How many seats did the MAS win in the Senate?'
+    >>> print(accept_rewrite("When did he die?", "Who was attacked on election day?"))  # lost "die"
+    None
+    >>> print(accept_rewrite("Who backed out of that deal?", "Which German firm backed out of the deal?"))
+    None
+    """
+    line = " ".join(reply.strip().splitlines()[0].split()) if reply.strip() else ""
+    line = line.strip("\"'“”` ")
+    if line.lower().startswith(("question:", "standalone question:", "rewritten question:")):
+        line = line.split(":", 1)[1].strip()
+    if not line or len(line) > MAX_CHARS or NOT_FOUND.lower() in line.lower() or "[" in line:
+        return None
+    asked = _first_word(question)
+    if asked in _QUESTION_WORDS and _first_word(line) != asked:
+        return None
+    wanted = {t for t in tokens(question) if t not in _PRONOUNS}
+    if not wanted <= set(tokens(line)):
+        return None
+    return line if line.endswith("?") else line.rstrip(".") + "?"
+
+
+def standalone_question(llm: LLM, question: str, history: Sequence[Message], max_tokens: int = 48) -> str | None:
+    """The follow-up rewritten by the model, or ``None`` when it is not a follow-up or the rewrite is unusable."""
+    if not history or not is_follow_up(question):
+        return None
+    reply = "".join(llm.stream_chat(rewrite_messages(question, history), max_tokens=max_tokens,
+                                    temperature=0.0, stop=["\n"]))
+    return accept_rewrite(question, reply)
