@@ -137,15 +137,21 @@ def _ask(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .api import get_pipeline
+    from .api import build_llm, get_pipeline
     from .config import PRESETS
-    from .evaluate import Record, evaluate, format_table, load_questions, records_json
+    from .evaluate import Record, format_table, load_questions, records_json, run_question, summarise
 
     questions = load_questions(args.file)[: args.limit or None]
     base = get_pipeline()
     presets = [args.preset] + ([args.compare] if args.compare and args.compare != args.preset else [])
     results: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
+
+    def write() -> None:
+        if args.json:
+            args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
+                                             "metrics": results, "records": records}, ensure_ascii=False,
+                                            indent=2))
 
     def report() -> None:
         if len(results) == 2:
@@ -156,24 +162,30 @@ def _eval(args: argparse.Namespace) -> int:
         if len(results) == 2:
             print(f"median latency {presets[0]} / {presets[1]}: "
                   f"{results[presets[0]].get('latency_ratio_vs_' + presets[1])}", flush=True)
-        if args.json:  # written after every preset, so a long run keeps what it has measured
-            args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
-                                             "metrics": results, "records": records}, ensure_ascii=False,
-                                            indent=2))
+        write()
 
-    for preset in presets:
+    # The presets take turns question by question (alternating which goes first), so a change in
+    # the machine's load over a long run weighs on both alike. Each preset has its own in-process
+    # model, so each keeps its own prompt prefix in llama.cpp's cache, as it would running alone.
+    pipelines = {}
+    for n, preset in enumerate(presets):
         settings = dataclasses.replace(base.settings, **PRESETS[preset])
-        pipeline = dataclasses.replace(base, settings=settings)
-
-        def progress(i: int, record: Record, preset: str = preset) -> None:
+        llm = base.llm if n == 0 or settings.llm_url else build_llm(settings)
+        pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)
+    run_records: dict[str, list[Record]] = {preset: [] for preset in presets}
+    for i, question in enumerate(questions, 1):
+        for preset in (presets if i % 2 else presets[::-1]):
+            record = run_question(pipelines[preset], question)
+            run_records[preset].append(record)
             mark = "ok " if record.correct else "BAD"
             print(f"[{preset} {i}/{len(questions)}] {mark} {record.id} {record.latency_s:5.1f}s "
                   f"{record.text[:90]!r}", file=sys.stderr, flush=True)
-
-        results[preset], run_records = evaluate(pipeline, questions, progress)
-        records[preset] = records_json(run_records)
-        if len(results) < len(presets):
-            report()
+        if i % 10 == 0 or i == len(questions):  # a long run keeps what it has measured
+            for preset in presets:
+                results[preset] = summarise(run_records[preset], pipelines[preset].settings.top_k)
+                records[preset] = records_json(run_records[preset])
+            if i < len(questions):
+                write()
     report()
     return 0
 

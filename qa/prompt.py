@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .glossary import glosses
 from .llm import Message
 from .store import Passage
 
@@ -53,13 +54,19 @@ def strip_markers(text: str) -> str:
 
 
 def format_passages(passages: Sequence[Passage]) -> str:
-    """Number the passages from 1, each with its article title.
+    """Number the passages from 1, each with its article title, and spell out acronyms defined elsewhere.
 
     >>> from qa.store import Passage
-    >>> print(format_passages([Passage("x", "Turnout was 88.4%.", "a", "Vote", "a.txt", 0, 18)]))
-    [1] (Vote) Turnout was 88.4%.
+    >>> one = Passage("x", "Turnout was 88.4%, said the TSE.", "a", "Vote", "a.txt", 0, 32)
+    >>> two = Passage("y", "The Supreme Electoral Tribunal (TSE) met.", "a", "Vote", "a.txt", 40, 81)
+    >>> print(format_passages([one, two]))
+    [1] (Vote) Turnout was 88.4%, said the TSE. (TSE: Supreme Electoral Tribunal)
+    <BLANKLINE>
+    [2] (Vote) The Supreme Electoral Tribunal (TSE) met.
     """
-    return "\n\n".join(f"[{n}] ({p.title}) {' '.join(p.text.split())}" for n, p in enumerate(passages, 1))
+    texts = [" ".join(p.text.split()) for p in passages]
+    return "\n\n".join(f"[{n}] ({p.title}) {text}" + (f" {gloss}" if gloss else "")
+                         for n, (p, text, gloss) in enumerate(zip(passages, texts, glosses(texts), strict=True), 1))
 
 
 def build_messages(question: str, passages: Sequence[Passage], history: Sequence[Message] = (),

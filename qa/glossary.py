@@ -1,0 +1,73 @@
+"""Acronyms spelled out for the model.
+
+News articles define an acronym once ("the Bolivian Supreme Electoral
+Tribunal (TSE)") and then use it alone ("the TSE's president Salvador
+Romero"). A passage cut from the later part names only "TSE", and a small
+model asked "Who heads the Supreme Electoral Tribunal?" does not connect the
+two. When one of the passages given to the model defines an acronym that
+another uses without its definition, that passage is followed by the
+definition: "(TSE: Supreme Electoral Tribunal)".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_DEFINED = re.compile(r"((?:[\w’'.-]+\s+){1,8}?)\(([A-Z][A-Za-z]{1,7})\)")
+_CONNECTORS = frozenset("of for and the de del al la y towards to on in".split())
+
+
+def _covered(acronym: str, words: Sequence[str]) -> int:
+    """How many of the acronym's letters are initials of capitalised words."""
+    initials = {w[0] for w in words if w[:1].isupper()}
+    return sum(c in initials for c in set(acronym.upper()))
+
+
+def definitions(text: str) -> dict[str, str]:
+    """Acronyms defined in ``text`` as "Long Name (ABC)", and their long names.
+
+    >>> definitions("fraud by the Organisation of American States (OAS) and Luis Arce’s Movement "
+    ...             "Towards Socialism (MAS), said the TSE.")
+    {'OAS': 'Organisation of American States', 'MAS': 'Movement Towards Socialism'}
+    >>> definitions("Bolivia’s largest labor union federation (COB)")
+    {}
+    """
+    found: dict[str, str] = {}
+    for match in _DEFINED.finditer(text):
+        acronym = match.group(2)
+        if sum(c.isupper() for c in acronym) < 2:
+            continue
+        words = match.group(1).split()
+        name: list[str] = []
+        for word in reversed(words):
+            if word.endswith(("’s", "'s")) or not (word[:1].isupper() or word.lower() in _CONNECTORS):
+                break
+            name.insert(0, word)
+        while name and name[0].lower() in _CONNECTORS:
+            name.pop(0)
+        best = _covered(acronym, name)
+        if best >= 2:
+            # The shortest ending of the name that covers as many of the letters: "International
+            # Monetary Fund", not "Western Hemisphere Department of the International Monetary Fund".
+            start = max(i for i in range(len(name)) if _covered(acronym, name[i:]) == best)
+            found.setdefault(acronym, " ".join(name[start:]))
+    return found
+
+
+def glosses(texts: Sequence[str]) -> list[str]:
+    """For each text, the definitions it lacks of acronyms it uses, taken from the other texts.
+
+    >>> glosses(["The Bolivian Supreme Electoral Tribunal (TSE) counted.", "The TSE’s president spoke."])
+    ['', '(TSE: Supreme Electoral Tribunal)']
+    """
+    known: dict[str, str] = {}
+    for text in texts:
+        for acronym, name in definitions(text).items():
+            known.setdefault(acronym, name)
+    out = []
+    for text in texts:
+        own = definitions(text)
+        used = [a for a in known if a not in own and re.search(rf"\b{re.escape(a)}\b", text)]
+        out.append("(" + "; ".join(f"{a}: {known[a]}" for a in used) + ")" if used else "")
+    return out
