@@ -160,7 +160,8 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     and the lower of the two counts: restating the question proves nothing,
     the new information must be in the passage. A number that the claim adds
     (not one it repeats from the question) missing from the passage cuts the
-    score to a fifth.
+    score to a fifth. A new number is weighed against the sentences around
+    it (:func:`number_context`) rather than the whole passage.
 
     >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
     0.6667
@@ -170,6 +171,12 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     0.0
     >>> support("Turnout in 2020 was 88.4 percent.", "turnout of 88.4 percent", known="Turnout in 2020?")
     0.75
+
+    A new number is weighed with the sentences around it: here "21" counts the MAS's seats, not Mesa's.
+
+    >>> seats = "Mesa's Citizen Community came second. Turnout was high. The MAS took 21 of 36 Senate seats."
+    >>> support("Mesa's Citizen Community won 21 Senate seats.", seats, known="How many seats did Mesa win?")
+    0.125
     """
     words, numbers = key_terms(claim)
     if not words and not numbers:
@@ -180,7 +187,49 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     score = _coverage(words, numbers, p_words, p_numbers, novel_numbers)
     if novel_words or novel_numbers:
         score = min(score, _coverage(novel_words, novel_numbers, p_words, p_numbers, novel_numbers))
+    if novel_numbers and novel_numbers <= p_numbers:
+        # A number is only evidence next to what it counts: weigh the claim against the sentences
+        # around the ones that hold its new numbers, not against the whole passage.
+        w_words, w_numbers = key_terms(number_context(passage_text, novel_numbers))
+        score = min(score, _coverage(words, numbers, w_words, w_numbers, novel_numbers))
+        names = _names(claim)
+        if names and len(names & w_words) / len(names) < 0.5:
+            score = min(score, len(names & w_words) / len(names) / 2)
     return round(score, 4)
+
+
+_CALENDAR = frozenset(_stem(w) for w in """january february march april may june july august september october
+november december monday tuesday wednesday thursday friday saturday sunday""".split())
+
+
+def _names(claim: str) -> set[str]:
+    """The claim's capitalised words (names of people, parties, places), as key terms.
+
+    >>> sorted(_names("In 2020 Luis Camacho's party won 13 percent in October."))
+    ['camacho', 'luis']
+    >>> _names("Turnout was 88.4 percent.")
+    set()
+    """
+    words = claim.split()
+    if len(words) > 1 and not words[1][:1].isupper():
+        words = words[1:]  # a capital that only opens the sentence: "Turnout was ..."
+    found = re.findall(r"(?<![\w’'])[A-ZÀ-Þ][\w’'-]*", " ".join(words))
+    terms: set[str] = set()
+    for word in found:
+        terms |= key_terms(re.sub(r"[’']s$", "", word))[0]
+    return terms - _CALENDAR
+
+
+def number_context(text: str, numbers: set[str], around: int = 1) -> str:
+    """The sentences of ``text`` that hold any of ``numbers``, with ``around`` sentences either side.
+
+    >>> number_context("Rain fell. Arce won. MAS took 21 of 36 seats. Mesa's party won 11. The end.", {"21"}, 0)
+    'MAS took 21 of 36 seats.'
+    """
+    spans = sentence_spans(text)
+    hits = [i for i, (a, b) in enumerate(spans) if key_terms(text[a:b])[1] & numbers]
+    keep = sorted({j for i in hits for j in range(i - around, i + around + 1) if 0 <= j < len(spans)})
+    return " ".join(text[spans[j][0]:spans[j][1]] for j in keep)
 
 
 # --- checking ---------------------------------------------------------------------------------
