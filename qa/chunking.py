@@ -63,7 +63,9 @@ def paragraph_spans(text: str) -> list[Span]:
 
 
 def _ends_with_abbreviation(text: str, start: int, dot: int) -> bool:
-    word = re.search(r"([\w.]+)$", text[start:dot])
+    # Only the last few characters can hold an abbreviation: looking at more made a long line of
+    # "Dr. Smith met Mr. Jones" take minutes (each candidate rescanned everything since the last stop).
+    word = re.search(r"([\w.]+)$", text[max(start, dot - 24):dot])
     if not word:
         return False
     token = word.group(1).lower().rstrip(".")

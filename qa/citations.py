@@ -31,6 +31,8 @@ from .store import Passage
 _MARKER = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*(\d+(?:\s*(?:,|;|and)\s*(?:passage\s*)?\d+)*)\s*\]",
                      re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
+# what a marker looks like before its "]": held back while streaming, however long the number grows
+_MARKER_START = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*[\d\s,;]*(?:and[\d\s,;]*)*", re.IGNORECASE)
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below
@@ -46,10 +48,10 @@ said says according article articles passage passages one many much
 def marker_numbers(inner: str) -> list[int]:
     """The numbers inside one marker's brackets.
 
-    >>> marker_numbers("1, 3 and passage 4")
-    [1, 3, 4]
+    >>> marker_numbers("1, 3 and passage 4"), marker_numbers("2, " + "9" * 5000)
+    ([1, 3, 4], [2])
     """
-    return [int(n) for n in _NUMBER.findall(inner)]
+    return [int(n) for n in _NUMBER.findall(inner) if len(n) <= 6]  # no passage has a 7-digit number
 
 
 def normalise_markers(text: str, n_passages: int) -> str:
@@ -76,6 +78,8 @@ class MarkerStreamFilter:
     >>> f = MarkerStreamFilter(2)
     >>> "".join([f.feed("Turnout [1"), f.feed("] and [5]"), f.feed(" [x]"), f.flush()])
     'Turnout [1] and  [x]'
+    >>> "".join([f.feed("High [" + "9" * 100), f.feed("] [2]."), f.flush()])
+    'High  [2].'
     """
 
     def __init__(self, n_passages: int, max_hold: int = 24) -> None:
@@ -93,7 +97,8 @@ class MarkerStreamFilter:
                 self._held += char
                 if char == "]":
                     out.append(self._release())
-                elif len(self._held) > self.max_hold or char == "\n":
+                elif char == "\n" or (len(self._held) > self.max_hold and not (
+                        len(self._held) < 10_000 and _MARKER_START.fullmatch(self._held))):
                     out.append(self._held)
                     self._held = ""
             elif char == "[":
@@ -243,7 +248,13 @@ class CheckPolicy:
     relative: float = 0.6  # a cited passage is kept if it reaches this share of the best one's support
 
 
-def _sentence_units(text: str) -> list[tuple[int, int]]:
+def answer_sentences(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of an answer, line by line.
+
+    >>> t = "Arce won [1]. Turnout was high.\\n- MAS: 55.1% [2]"
+    >>> [t[a:b] for a, b in answer_sentences(t)]
+    ['Arce won [1].', 'Turnout was high.', '- MAS: 55.1% [2]']
+    """
     spans: list[tuple[int, int]] = []
     for line_start, line in _lines(text):
         for start, end in sentence_spans(line):
@@ -259,13 +270,17 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _bare(sentence: str) -> str:
-    """A sentence without its markers."""
+def bare_claim(sentence: str) -> str:
+    """A sentence without its markers.
+
+    >>> bare_claim("Turnout was 88.4% [1][2].")
+    'Turnout was 88.4%.'
+    """
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", _MARKER.sub("", sentence)).strip()
 
 
 def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
-    bare = _bare(sentence)
+    bare = bare_claim(sentence)
     if not numbers:
         return bare
     marks = "".join(f"[{n}]" for n in numbers)
@@ -304,10 +319,10 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
     text = normalise_markers(text, len(passages))
     units: list[list[Any]] = []  # [leading white space, sentence, cited numbers]
     cursor = 0
-    for start, end in _sentence_units(text):
+    for start, end in answer_sentences(text):
         sentence = text[start:end]
         cited = marker_numbers(" ".join(_MARKER.findall(sentence)))
-        claim = _bare(sentence)
+        claim = bare_claim(sentence)
         if not claim.strip(" .,;:!?\"'") and units:
             units[-1][2].extend(cited)  # markers alone: they belong to the sentence before
         else:
@@ -316,7 +331,7 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
     out: list[str] = []
     claims: dict[int, list[str]] = {}
     for lead, sentence, cited in units:
-        claim = _bare(sentence)
+        claim = bare_claim(sentence)
         scores = {n: support(claim, p.text, question) for n, p in enumerate(passages, 1)}
         best = max(scores, key=lambda n: scores[n]) if scores else 0
         words, numbers = key_terms(claim)
@@ -344,10 +359,10 @@ def cited_claims(text: str, n_passages: int) -> tuple[str, dict[int, list[str]]]
     """
     text = normalise_markers(text, n_passages)
     claims: dict[int, list[str]] = {}
-    for start, end in _sentence_units(text):
+    for start, end in answer_sentences(text):
         sentence = text[start:end]
         for n in marker_numbers(" ".join(_MARKER.findall(sentence))):
-            claims.setdefault(n, []).append(_bare(sentence))
+            claims.setdefault(n, []).append(bare_claim(sentence))
     return text, claims
 
 

@@ -17,6 +17,7 @@ defaults (there is one place where a default is decided: here).
 | QA_LLM_URL      | unset: QA_MODEL run in-process by llama.cpp     |
 | QA_LLM_MODEL    | the first model the LLM server lists            |
 | QA_LLM_KEY      | none (sent as a bearer token when set)          |
+| QA_QUEUE_SIZE   | 64 questions waiting on the chat page, at most  |
 
 With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
 (``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
@@ -117,6 +118,8 @@ class Settings:
     llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
     llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
     llm_key: str | None = field(default_factory=lambda: _env_str("QA_LLM_KEY"), repr=False)
+    # Questions the chat page holds while the model answers another; one more is told the page is busy.
+    queue_size: int = field(default_factory=lambda: _env_int("QA_QUEUE_SIZE") or 64)
 
     def __post_init__(self) -> None:
         if self.model_path == Path():

@@ -5,7 +5,9 @@ the same folder twice changes nothing, and an article whose passages are all
 already stored is not even embedded again. For each article that changed, the
 new passages are written first and the stale ones deleted after, so a run
 killed at any point leaves at worst some extra passages, which the next run
-removes. Articles that disappeared from the folder lose their passages.
+removes; the keyword index is rebuilt whenever it does not cover exactly the
+stored passages, so the next run repairs it too. Articles that disappeared
+from the folder lose their passages.
 
 One ingest at a time per index: a second one is refused with a message
 rather than interleaving its writes. The lock is a file in the data
@@ -172,11 +174,13 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
     with ingest_lock(data_dir, store.url):
         if rebuild:
             store.reset()
-        stored = {a: ids for a, ids in store.ids_by_article().items() if not a.startswith(UPLOAD_PREFIX)}
+        every = store.ids_by_article()
+        stored = {a: ids for a, ids in every.items() if not a.startswith(UPLOAD_PREFIX)}
         plan = plan_ingest(articles, stored, chunking)
         plan.report.skipped = skipped
         apply_plan(plan, store, embedder, progress, batch_size)
-        if not plan.is_noop or not (data_dir / "keyword" / "meta.json").is_file():
+        stored_ids = [i for ids in every.values() for i in ids]
+        if not plan.is_noop or not KeywordIndex(data_dir / "keyword").matches(stored_ids):
             sync_keyword(store, data_dir)
     return plan.report
 

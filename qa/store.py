@@ -6,8 +6,18 @@ source file and the passage's character offsets into the article. We always
 hand Chroma our own vectors (cosine space); its built-in embedding function,
 which would download a model, is never used.
 
-The collection records which embedder made its vectors; asking with another
-embedder is refused with a message that says how to rebuild.
+The collection records which embedder made its vectors and the layout of
+its records (``SCHEMA``); asking with another embedder, or opening a
+collection of another layout, is refused with a message that says how to
+rebuild.
+
+The local index is opened on first use, and any failure of Chroma on it (a
+damaged or truncated database, files of another Chroma version, a missing
+table) becomes :class:`~qa.errors.IndexNotReadyError` with the fix: ``qa ingest
+--rebuild``. That rebuild deletes the index's files without reading them and
+starts afresh, so it works on an index that no longer opens. (One kind of
+damage cannot be caught: random bytes written over the vectors file crash
+Chroma's native code; ``qa ingest --rebuild`` repairs that too.)
 
 With a ``url`` the same collection lives on a Chroma server (``chroma run``),
 which several processes and machines can share. Every call to a server can
@@ -21,6 +31,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +76,8 @@ R = TypeVar("R")
 
 
 def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Concatenate[ChromaStore, P], R]:
-    """Turn a Chroma server's failures into :class:`ServerError`; retry once if the collection was replaced."""
+    """Turn Chroma's failures into :class:`ServerError` (a server) or :class:`IndexNotReadyError` (the local index);
+    on a server, retry once if the collection was replaced."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -74,6 +87,8 @@ def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Con
             raise
         except Exception as exc:
             if not self.url:
+                if _from_chroma(exc):
+                    raise self._damaged(exc) from exc
                 raise
             if type(exc).__name__ == "NotFoundError" and self._collection is not None:
                 self._collection = None  # rebuilt by another process: find the new one
@@ -88,6 +103,13 @@ def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Con
     return cast("Callable[Concatenate[ChromaStore, P], R]", wrapper)
 
 
+def _from_chroma(exc: BaseException) -> bool:
+    """Did Chroma (or the disk under it) raise this, rather than our own code?"""
+    import sqlite3
+
+    return isinstance(exc, (OSError, sqlite3.Error)) or type(exc).__module__.split(".")[0] == "chromadb"
+
+
 def _quiet_chroma() -> None:
     for name in ("chromadb", "chromadb.telemetry", "chromadb.telemetry.product.posthog"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -98,33 +120,67 @@ class ChromaStore:
 
     def __init__(self, path: Path | None = None, url: str | None = None, embedder_name: str = "") -> None:
         _quiet_chroma()
-        import chromadb
+        self.url = url.rstrip("/") if url else None
+        self.path = path
+        if not self.url and path is None:
+            raise ValueError("ChromaStore needs a path or a url")
+        self.embedder_name = embedder_name
+        self._client_: Any = None
+        self._collection: Any = None
+        self._open_lock = threading.Lock()
+
+    def _settings(self) -> Any:
         from chromadb.config import Settings
 
-        settings = Settings(anonymized_telemetry=False)
-        self.url = url.rstrip("/") if url else None
-        self.embedder_name = embedder_name
-        self._collection: Any = None
+        return Settings(anonymized_telemetry=False)
+
+    @property
+    def _client(self) -> Any:
+        """The Chroma client, opened on first use."""
+        with self._open_lock:
+            if self._client_ is None:
+                self._client_ = self._open()
+            return self._client_
+
+    def _open(self) -> Any:
+        import chromadb
+
         try:
             if self.url:
                 parts = urlparse(self.url)
                 https = parts.scheme == "https"
-                self._client: Any = chromadb.HttpClient(host=parts.hostname or "127.0.0.1",
-                                                        port=parts.port or (443 if https else 8000),
-                                                        ssl=https, settings=settings)
-            else:
-                assert path is not None
-                path.mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(path=str(path), settings=settings)
-        except IndexNotReadyError:
-            raise
+                return chromadb.HttpClient(host=parts.hostname or "127.0.0.1",
+                                           port=parts.port or (443 if https else 8000), ssl=https,
+                                           settings=self._settings())
+            assert self.path is not None
+            self.path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(self.path), settings=self._settings())
         except Exception as exc:
             if self.url:
                 raise self._server_error(exc) from exc
-            raise IndexNotReadyError(
-                f"Could not open the passage index at {path} ({exc}). If the data directory is damaged, "
-                "rebuild it with `qa ingest --rebuild`."
-            ) from exc
+            self._forget_system()  # Chroma keeps the half-opened index for this path; never reuse it
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: BaseException) -> IndexNotReadyError:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return IndexNotReadyError(
+            f"The passage index at {self.path} cannot be used ({reason}). It may be damaged, or written by another "
+            "version: rebuild it with `qa ingest --rebuild FOLDER` (articles added on the chat page come back "
+            "when the page starts)."
+        )
+
+    def _forget_system(self) -> None:
+        """Make Chroma forget its shared state for this path, so that the next client opens the files anew."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        key = str(self.path)
+        system = SharedSystemClient._identifier_to_system.pop(key, None)
+        SharedSystemClient._identifier_to_refcount.pop(key, None)
+        if system is not None:
+            try:
+                system.stop()
+            except Exception:  # noqa: BLE001 - it may never have started
+                pass
 
     def _server_error(self, exc: Exception) -> ServerError:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -138,32 +194,73 @@ class ChromaStore:
     @property
     def collection(self) -> Any:
         if self._collection is None:
+            client = self._client
             try:
-                self._collection = self._client.get_or_create_collection(
+                self._collection = client.get_or_create_collection(
                     COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
                     metadata={"embedder": self.embedder_name or "unknown", "schema": SCHEMA},
                 )
             except Exception as exc:
                 if self.url:
                     raise self._server_error(exc) from exc
-                raise IndexNotReadyError(
-                    f"Could not open the passage collection ({exc}). Rebuild it with `qa ingest --rebuild`."
-                ) from exc
-            stored = (self._collection.metadata or {}).get("embedder")
+                raise self._damaged(exc) from exc
+            metadata = self._collection.metadata or {}
+            stored = metadata.get("embedder")
             if self.embedder_name and stored and stored != self.embedder_name and self.count() > 0:
                 raise IndexNotReadyError(
                     f"The index was built with the embedder '{stored}' but '{self.embedder_name}' is configured. "
                     "Rebuild it with `qa ingest --rebuild`, or configure the original embedder."
                 )
+            if metadata.get("schema") != SCHEMA and self.count() > 0:
+                where = self.url or self.path
+                raise IndexNotReadyError(
+                    f"The index at {where} was written by another version of qa (layout {metadata.get('schema')}, "
+                    f"this version reads {SCHEMA}). Rebuild it with `qa ingest --rebuild FOLDER`."
+                )
         return self._collection
 
+    def close(self) -> None:
+        """Let go of the index (the next call opens it again)."""
+        with self._open_lock:
+            self._collection = None
+            if self._client_ is not None and hasattr(self._client_, "close"):
+                self._client_.close()
+            self._client_ = None
+
     def reset(self) -> None:
-        """Delete every passage (used by ``qa ingest --rebuild``)."""
-        try:
-            self._client.delete_collection(COLLECTION)
-        except Exception:  # noqa: BLE001 - absent collection is fine
-            pass
+        """Delete every passage (used by ``qa ingest --rebuild``).
+
+        On a server the collection is deleted. The local index's files are deleted
+        without being read, so this works on an index that no longer opens; if this
+        process has the same index open elsewhere, only the collection is deleted.
+        """
         self._collection = None
+        if self.url:
+            try:
+                self._client.delete_collection(COLLECTION)
+            except Exception:  # noqa: BLE001 - absent collection is fine
+                pass
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        self.close()
+        with self._open_lock:
+            if SharedSystemClient._identifier_to_refcount.get(str(self.path)):
+                shared = True  # another store in this process uses the same files
+            else:
+                shared = False
+                self._forget_system()
+                assert self.path is not None
+                if self.path.is_dir() and not self.path.is_symlink():
+                    shutil.rmtree(self.path)
+                else:
+                    self.path.unlink(missing_ok=True)
+        if shared:
+            try:
+                self._client.delete_collection(COLLECTION)
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ != "NotFoundError":
+                    raise self._damaged(exc) from exc
 
     @_on_server
     def count(self) -> int:

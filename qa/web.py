@@ -22,7 +22,9 @@ question is answered by a per-request copy of the pipeline with those
 settings; each GGUF model is loaded once per process and then shared.
 
 One answer is generated at a time (the ``answer`` concurrency group, shared
-with the ``/ask`` API); a waiting user sees their place in the queue.
+with the ``/ask`` API); a waiting user sees their place in the queue. At most
+``QA_QUEUE_SIZE`` requests wait (64 by default); one more is told at once that
+the page is busy and to try again.
 
 The API: ``/ask`` (question, history, articles) returns the JSON of
 ``qa ask --json``; ``/add_articles`` adds files as the upload control does.
@@ -479,6 +481,10 @@ class ChatPage:
             return self.pipeline_factory().ask(question, history or None, articles or None).to_dict()
         except QAError as exc:
             return {"text": str(exc), "answered": False, "citations": [], "error": str(exc)}
+        except Exception:
+            log.exception("answering %r failed", question)
+            message = "Something went wrong while answering; the server log has the details."
+            return {"text": message, "answered": False, "citations": [], "error": message}
 
 
 def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blocks:
@@ -557,7 +563,10 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
                                                 to_remove], api_visibility="private")
         gr.api(page.ask_api, api_name="ask", concurrency_id="answer",  # type: ignore[attr-defined]
                concurrency_limit=1)
-    app.queue(default_concurrency_limit=1, max_size=64)
+    # Beyond queue_size waiting requests, Gradio answers at once that the page is busy (HTTP 503: the page shows
+    # "This application is currently busy. Please try again."; gradio_client raises QueueError) instead of
+    # holding a request it would take minutes to reach.
+    app.queue(default_concurrency_limit=1, max_size=base.settings.queue_size)
     return app  # type: ignore[no-any-return]
 
 

@@ -78,3 +78,31 @@ def test_a_huge_unpunctuated_line_is_cut_at_spaces() -> None:
        st.integers(min_value=20, max_value=300), st.integers(min_value=0, max_value=2))
 def test_any_text_splits_into_passages_that_reproduce_it(text: str, max_chars: int, overlap: int) -> None:
     _check_passages(text, split_passages(text, Chunking(max_chars=max_chars, overlap=overlap)))
+
+
+_PIECES = st.one_of(
+    st.text(max_size=60),  # any Unicode, control characters and odd white space included
+    st.sampled_from(["\n\n", "\n", ". ", "Dr. ", "U.S. ", "?! ", "… ", "     ", "\t", "\r\n", "\u2028", "\xa0",
+                     "88.4% ", "“Quote.” ", "(A.) ", "e.g. ", "A", "Z"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=40), st.integers(min_value=10, max_value=500), st.integers(min_value=0, max_value=3))
+def test_any_unicode_text_splits_into_passages_that_reproduce_it(parts: list[str], max_chars: int,
+                                                                 overlap: int) -> None:
+    text = "".join(parts)
+    _check_passages(text, split_passages(text, Chunking(max_chars=max_chars, overlap=overlap)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES, max_size=40), st.sampled_from([".txt", ".md", ".html"]))
+def test_any_file_text_becomes_passages_whose_offsets_reproduce_the_article(parts: list[str], suffix: str) -> None:
+    from qa.articles import parse_article
+    from qa.ingest import article_passages
+
+    article = parse_article("".join(parts), f"a{suffix}", suffix)
+    passages = article_passages(article)
+    assert len({p.id for p in passages}) == len(passages)
+    for p in passages:
+        assert article.text[p.start:p.end] == p.text and p.text.strip() == p.text and p.text

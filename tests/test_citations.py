@@ -78,3 +78,42 @@ def test_any_output_maps_to_citations_that_exist(text: str) -> None:
     assert set(claims) <= {1, 2, 3}
     for number in re.findall(r"\[(\d+)\]", checked):
         assert int(number) in claims
+
+
+_OUTPUT = st.lists(st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["Turnout was 88.4 percent", "The MAS won 55.1% of the vote", "Arce was sworn in", "Lithium",
+                     ". ", "\n", " [", "]", "[1]", "[2]", "[3]", "[0]", "[4]", "[1, 3]", "[Passage 2]", "[2 and 9]",
+                     "[-1]", "[99999999999999999999999]", "[" + "7" * 5000 + "]", "[[1]]", "NOT FOUND"]),
+), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OUTPUT, st.lists(st.integers(1, 9), max_size=6))
+def test_any_model_output_maps_to_citations_that_exist_or_to_none(pieces: list[str], cuts: list[int]) -> None:
+    """Whatever the model writes, streamed in whatever pieces, every marker shown and kept names a passage."""
+    from pathlib import Path
+
+    from qa.config import Settings
+    from qa.pipeline import Pipeline
+
+    text = "".join(pieces)
+    passages = _passages()
+    stream = MarkerStreamFilter(len(passages))
+    shown, pos = [], 0
+    for cut in cuts:
+        shown.append(stream.feed(text[pos:pos + cut]))
+        pos += cut
+    shown.append(stream.feed(text[pos:]) + stream.flush())
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", "".join(shown))} <= {1, 2, 3}
+
+    answer = Pipeline(None, None, None, Settings(data_dir=Path("unused"))).finish(  # type: ignore[arg-type]
+        text, "How high was turnout?", "", passages)
+    numbers = [c.number for c in answer.citations]
+    assert set(numbers) <= {1, 2, 3} and len(set(numbers)) == len(numbers)
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)} == set(numbers)
+    assert answer.answered == bool(answer.citations)
+    for c in answer.citations:
+        p = passages[c.number - 1]
+        assert c.quote in p.text and p.start <= c.quote_start <= c.quote_end <= p.end
+        assert ARTICLE[c.quote_start:c.quote_end] == c.quote or p.article_id != "a.txt"
