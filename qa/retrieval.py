@@ -72,18 +72,24 @@ def is_follow_up(question: str) -> bool:
     """Does the question lean on the conversation before it?
 
     A short question, one that opens with "and"/"what about", or one with a
-    pronoun and no name of its own leans on what came before.
+    pronoun that no name before it in the question explains, leans on what
+    came before.
 
     >>> is_follow_up("And in the Senate?"), is_follow_up("Why was it postponed?")
     (True, True)
+    >>> is_follow_up("When did he come back to Bolivia?")
+    True
     >>> is_follow_up("Who led the coup regime in Bolivia?"), is_follow_up("What did Arce say he would do?")
     (False, False)
     """
     words = question.split()
     if len(words) <= 4 or re.match(r"(and|but|also|so|what about|how about|then)\b", question, re.IGNORECASE):
         return True
-    names = [w for w in words[1:] if w[:1].isupper()]
-    return not names and bool(_FOLLOW_UP.search(question))
+    pronoun = _FOLLOW_UP.search(question)
+    if not pronoun:
+        return False
+    before = question[:pronoun.start()].split()
+    return not any(w[:1].isupper() for w in before[1:])
 
 
 def search_text(question: str, history: Sequence[Message]) -> str:
