@@ -28,7 +28,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,17 +184,6 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
         "first_token_p90_s": _percentile(firsts, 0.9),
         "errors": sum(bool(r.error) for r in records),
     }
-
-
-def evaluate(pipeline: Pipeline, questions: Iterable[EvalQuestion],
-             progress: Callable[[int, Record], None] | None = None) -> tuple[dict[str, Any], list[Record]]:
-    records = []
-    for i, question in enumerate(questions, 1):
-        record = run_question(pipeline, question)
-        records.append(record)
-        if progress:
-            progress(i, record)
-    return summarise(records, pipeline.settings.top_k), records
 
 
 METRIC_LABELS = [
