@@ -127,15 +127,40 @@ def _fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
+_TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_SPELLED = re.compile(rf"\b(?:({'|'.join(_TEENS)})|({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS)}))?)\b")
+
+
+def _spelled_numbers(folded: str) -> set[str]:
+    """Numbers from 13 to 99 written in words, as digits ("thirty-seven" is 37).
+
+    Smaller ones ("one of them", "the two leaders") are too often not counts to be read as numbers.
+
+    >>> sorted(_spelled_numbers("thirty-seven people, fifteen towns and twenty days"))
+    ['15', '20', '37']
+    """
+    out = set()
+    for teen, tens, unit in _SPELLED.findall(folded):
+        if teen:
+            out.add(str(13 + _TEENS.index(teen)))
+        else:
+            out.add(str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) + 1 if unit else 0)))
+    return out
+
+
 def key_terms(text: str) -> tuple[set[str], set[str]]:
-    """(words, numbers) that carry a sentence's content.
+    """(words, numbers) that carry a sentence's content; numbers in words from 13 up count as numbers.
 
     >>> sorted(key_terms("The MAS won 6,483,893 votes, 88.4% of them.")[1])
     ['6483893', '88.4']
+    >>> sorted(key_terms("Thirty-seven people were killed.")[1])
+    ['37']
     """
     folded = _fold(text)
     numbers = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
-    numbers = {n.rstrip(".") for n in numbers if n}
+    numbers = {n.rstrip(".") for n in numbers if n} | _spelled_numbers(folded)
     words = {w for w in re.findall(r"[a-z][a-z'’-]+", folded) if len(w) > 2 and w not in STOPWORDS}
     words = {w.strip("'’-") for w in words}
     return {_stem(w) for w in words if w}, numbers

@@ -10,7 +10,8 @@
         │ markers normalised while streaming: an invalid [n] is never shown
         ▼
     citation check, then the guard (qa.guard): a sentence that follows or repeats an
-        │ instruction found in a passage, or repeats the system prompt, is dropped
+        │ instruction found in a passage, or repeats the system prompt, is dropped;
+        │ an answer of the wrong kind (a percentage for "how many", qa.expect) is refused
         ▼
     Answer(text, answered, citations)
 
@@ -38,6 +39,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
+from .expect import mismatch
 from .guard import screen_answer
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
@@ -213,7 +215,7 @@ class Pipeline:
             number = min(claims)
             quote, _, _ = best_quote(passages[number - 1], [question], max_sentences=1)
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
-        if not claims and self.settings.check:
+        if self.settings.check and (not claims or mismatch(question, strip_markers(text))):
             return Answer(REFUSAL, False, [], question, query, list(passages))
         return Answer(text, True, make_citations(claims, passages), question, query, list(passages))
 

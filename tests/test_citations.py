@@ -30,6 +30,17 @@ def test_wrong_citation_moves_to_the_supporting_passage() -> None:
     assert list(claims) == [2]
 
 
+def test_a_number_in_digits_is_supported_by_the_same_number_in_words() -> None:
+    massacre = Passage("m", "In those massacres thirty-seven people were killed by the army.", "c.txt", "Coup", "c.txt",
+                       0, 63)
+    text, claims = check_citations("37 people were killed by the army [1].", [massacre],
+                                   question="How many people were killed in the massacres?")
+    assert text == "37 people were killed by the army [1]." and list(claims) == [1]
+    text, _ = check_citations("38 people were killed by the army [1].", [massacre],
+                              question="How many people were killed in the massacres?")
+    assert "[1]" not in text
+
+
 def test_unsupported_sentence_loses_its_marker() -> None:
     text, claims = check_citations("Bolivia's capital is Sucre [1].", _passages())
     assert text == "Bolivia's capital is Sucre."

@@ -91,6 +91,22 @@ def test_an_answer_no_passage_supports_is_refused(fake_pipeline) -> None:  # typ
     assert not answer.answered and answer.citations == []
 
 
+def test_an_answer_of_the_wrong_kind_is_refused(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # "How many votes" answered with a share: true and cited, but not an answer to the question.
+    pipeline, llm = fake_pipeline("placeholder")
+    question = "How many votes did Luis Camacho get?"
+    n = next(i for i, p in enumerate(pipeline.retrieve(question), 1) if "13 percent" in p.text)
+    llm.replies = [f"Luis Camacho came third with 13 percent of the vote [{n}]."]
+    _, answer = _run(pipeline, question)
+    assert not answer.answered and answer.citations == []
+
+    question = "What share of the vote did Luis Camacho get?"
+    n = next(i for i, p in enumerate(pipeline.retrieve(question), 1) if "13 percent" in p.text)
+    llm.replies = [f"Luis Camacho came third with 13 percent of the vote [{n}]."]
+    _, answer = _run(pipeline, question)
+    assert answer.answered and "13 percent" in answer.text
+
+
 def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder")
     question = TURNOUT

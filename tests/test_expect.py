@@ -1,0 +1,36 @@
+"""The kind of answer a question asks for (qa.expect): pure, no backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.expect import mismatch
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("How many votes did Luis Camacho receive?", "Luis Camacho received 13 percent of the vote."),
+    ("How many votes did Luis Camacho receive in 2020?", "In 2020 he received 13% of the vote."),
+    ("How much did the ventilators cost in total?", "They cost over twice their unit price."),
+    ("How many tonnes of lithium does Bolivia hold?", "Bolivia has an enormous lithium deposit."),
+    ("When did Evo Morales come back to Bolivia?", "He returned triumphantly to a massive welcome."),
+    ("On what date did Áñez declare herself president?", "Áñez declared herself interim president."),
+    ("And when were they sworn in?", "Arce and Choquehuanca were sworn in as president and vice-president."),
+])
+def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
+    assert mismatch(question, answer)
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("How many votes did the MAS get?", "The MAS got 3,393,978 votes, or 55.1 percent."),
+    ("How many people were killed?", "Thirty-seven people were killed."),
+    ("What share of the vote did Camacho get?", "Camacho got 13 percent."),
+    ("How many percentage points did the MAS win by?", "By 26 points."),
+    ("By how much did unemployment rise?", "Unemployment tripled."),
+    ("How much money per year could the new taxes raise?", "About $400 million per year."),
+    ("When did Evo Morales come back?", "On 9 November, the day after the swearing-in."),
+    ("When was the election first scheduled?", "For 3 May."),
+    ("Who won the election?", "Luis Arce won."),
+    ("Why was the election postponed?", "Because of the pandemic."),
+])
+def test_answers_of_the_right_kind(question: str, answer: str) -> None:
+    assert mismatch(question, answer) == ""
