@@ -324,16 +324,19 @@ class Probe:
         self.keep: int | None = None  # for the next call: cut llama.cpp's cache back to this many tokens
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         llama = self.llm.llama
         call = Call(list(messages), {"max_tokens": max_tokens, "temperature": temperature,
                                      "stop": list(stop) or None})
+        if schema:
+            call.kwargs["response_format"] = {"type": "json_object", "schema": schema}
         if self.keep is not None:
             llama.n_tokens = min(self.keep, llama.n_tokens)
             self.keep = None
         _perf_reset(llama)
         call.started = time.perf_counter()
-        for piece in self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop):
+        for piece in self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                          schema=schema):
             call.piece()
             call.text.append(piece)
             yield piece
@@ -499,7 +502,7 @@ class ReplayLLM:
         self.called = self.last = 0.0
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.called = time.perf_counter()
         for piece in self.pieces:
             yield piece

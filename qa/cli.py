@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("--preset", default="default", choices=sorted(PRESETS),
                     help="pipeline settings to evaluate (default: default)")
-    ev.add_argument("--compare", choices=sorted(PRESETS), metavar="PRESET",
-                    help="also run this preset in the same session and report the latency ratio")
+    ev.add_argument("--compare", choices=sorted(PRESETS), metavar="PRESET", nargs="+", default=[],
+                    help="also run these presets in the same session, taking turns question by question, and "
+                         "report each one's latency ratio")
 
     serve = sub.add_parser("serve", parents=[servers], help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -143,7 +144,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     questions = load_questions(args.file)[: args.limit or None]
     base = get_pipeline()
-    presets = [args.preset] + ([args.compare] if args.compare and args.compare != args.preset else [])
+    presets = list(dict.fromkeys([args.preset, *args.compare]))
     results: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
 
@@ -154,18 +155,19 @@ def _eval(args: argparse.Namespace) -> int:
                                             indent=2))
 
     def report() -> None:
-        if len(results) == 2:
-            a, b = (results[p].get("latency_median_s") for p in presets)
-            if isinstance(a, float) and isinstance(b, float) and b:
-                results[presets[0]]["latency_ratio_vs_" + presets[1]] = round(a / b, 3)
+        first = results[presets[0]].get("latency_median_s")
+        for other in presets[1:]:
+            median = results[other].get("latency_median_s")
+            if isinstance(first, float) and isinstance(median, float) and median:
+                results[presets[0]]["latency_ratio_vs_" + other] = round(first / median, 3)
         print(format_table(results), flush=True)
-        if len(results) == 2:
-            print(f"median latency {presets[0]} / {presets[1]}: "
-                  f"{results[presets[0]].get('latency_ratio_vs_' + presets[1])}", flush=True)
+        for other in presets[1:]:
+            print(f"median latency {presets[0]} / {other}: "
+                  f"{results[presets[0]].get('latency_ratio_vs_' + other)}", flush=True)
         write()
 
-    # The presets take turns question by question (alternating which goes first), so a change in
-    # the machine's load over a long run weighs on both alike. Each preset has its own in-process
+    # The presets take turns question by question (each going first in turn), so a change in the
+    # machine's load over a long run weighs on all alike. Each preset has its own in-process
     # model, so each keeps its own prompt prefix in llama.cpp's cache, as it would running alone.
     pipelines = {}
     for n, preset in enumerate(presets):
@@ -174,7 +176,8 @@ def _eval(args: argparse.Namespace) -> int:
         pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)
     run_records: dict[str, list[Record]] = {preset: [] for preset in presets}
     for i, question in enumerate(questions, 1):
-        for preset in (presets if i % 2 else presets[::-1]):
+        shift = (i - 1) % len(presets)
+        for preset in presets[shift:] + presets[:shift]:
             record = run_question(pipelines[preset], question)
             run_records[preset].append(record)
             mark = "ok " if record.correct else "BAD"

@@ -111,7 +111,7 @@ class Settings:
     context_tokens: int = 4096
     min_score: float = 0.15  # best passage similarity below which we refuse without asking the model
     retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"
-    prompt: str = "grounded"  # "grounded" or "plain"
+    prompt: str = "grounded"  # "grounded" (prose with [n] markers), "json" (qa.reply) or "plain"
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
@@ -147,9 +147,13 @@ class Settings:
 
 # Named settings for `qa eval --preset`. "plain" is the simple pipeline the
 # project started from: dense retrieval only, a plain "cite the passages"
-# prompt, citations not checked.
+# prompt, citations not checked. "grounded" and "json" name the two answer
+# formats of the checked pipeline: prose with [n] markers, or a reply held to
+# a JSON schema by llama.cpp's grammar (qa.reply).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    "grounded": {"prompt": "grounded"},
+    "json": {"prompt": "json"},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "min_score": 0.0,
               "top_k": 9},
 }

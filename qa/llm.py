@@ -36,10 +36,14 @@ Message = dict[str, str]
 
 
 class LLM(Protocol):
-    """Streams a chat completion, text piece by text piece."""
+    """Streams a chat completion, text piece by text piece.
+
+    With ``schema`` (a JSON schema), the reply is JSON that follows it: llama.cpp turns the schema
+    into a grammar that decoding cannot leave.
+    """
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]: ...
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]: ...
 
 
 def check_gguf(path: Path) -> None:
@@ -107,14 +111,15 @@ class LlamaCppLLM:
             return len(self._load().tokenize(text.encode(), add_bos=False, special=True))
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         with self._lock:
             llama = self._load()
             # The same seed for every answer: an answer does not depend on how many questions came
             # before it (llama-cpp-python otherwise moves the seed on at every call).
-            chunks = llama.create_chat_completion(messages=list(messages), max_tokens=max_tokens,
-                                                  temperature=temperature, stop=list(stop) or None, stream=True,
-                                                  seed=self.seed)
+            chunks = llama.create_chat_completion(
+                messages=list(messages), max_tokens=max_tokens, temperature=temperature, stop=list(stop) or None,
+                stream=True, seed=self.seed,
+                response_format={"type": "json_object", "schema": schema} if schema else None)
             for chunk in chunks:
                 piece = chunk["choices"][0].get("delta", {}).get("content")
                 if piece:
@@ -191,12 +196,16 @@ class OpenAICompatibleLLM:
             self.model = str(models[0]) if models else "default"
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.load()
         body: dict[str, Any] = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens,
                                 "temperature": temperature, "stream": True}
         if stop:
             body["stop"] = list(stop)
+        if schema:
+            # llama-cpp-python's server and llama.cpp's llama-server both take the schema this way; a
+            # server that ignores it still gets a prompt asking for JSON (qa.reply reads either).
+            body["response_format"] = {"type": "json_object", "schema": schema}
         responded = False
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:

@@ -43,6 +43,7 @@ from .expect import mismatch
 from .guard import screen_answer
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
+from .reply import SCHEMA, AnswerStream, parse_reply
 from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
@@ -154,7 +155,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         standalone = None
         if self.settings.rewrite and turns:
-            standalone = standalone_question(self.llm, question, turns)
+            standalone = standalone_question(self.llm, question, turns, style=self.settings.prompt)
             timings["rewrite_s"] = time.perf_counter() - started
         asked = standalone or question
         passages, best = self._retrieve(asked, [] if standalone else turns, articles)
@@ -168,20 +169,36 @@ class Pipeline:
             return
 
         messages = build_messages(asked, passages, turns, style=self.settings.prompt)
+        structured = self.settings.prompt == "json"
         markers = MarkerStreamFilter(len(passages))
         raw: list[str] = []
+        shown: list[str] = []  # the text meant for the reader: the reply, or the answer out of the JSON
+        answer_stream = AnswerStream()
         held = True  # hold output while it could still be the NOT FOUND reply
         tokens = 0
-        for piece in self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
-                                          temperature=self.settings.temperature, stop=["\nQuestion:"]):
+        if structured:
+            pieces = self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
+                                          temperature=self.settings.temperature, schema=SCHEMA)
+        else:
+            pieces = self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
+                                          temperature=self.settings.temperature, stop=["\nQuestion:"])
+        in_json: bool | None = None if structured else False  # known once the reply's first character is
+        for piece in pieces:
             tokens += 1
             raw.append(piece)
+            if in_json is None and piece.strip():
+                in_json = piece.lstrip().startswith("{")  # a server that ignores the schema replies in prose
+            if in_json is not False:
+                piece = answer_stream.feed(piece)
+                if not piece:
+                    continue
+            shown.append(piece)
             if held:
-                so_far = "".join(raw).strip()
+                so_far = "".join(shown).strip()
                 if NOT_FOUND.lower().startswith(so_far.lower()) or so_far.upper().startswith(NOT_FOUND):
                     continue
                 held = False
-                piece = "".join(raw)
+                piece = "".join(shown)
             text = markers.feed(piece)
             if text:
                 timings.setdefault("first_token_s", time.perf_counter() - started)
@@ -190,7 +207,8 @@ class Pipeline:
         if tail and not held:
             yield tail
 
-        answer = self.finish("".join(raw), asked, query, passages)
+        reply = "".join(raw)
+        answer = self.finish(parse_reply(reply).text() if structured else reply, asked, query, passages)
         answer.question = question
         timings.setdefault("first_token_s", time.perf_counter() - started)
         timings["total_s"] = time.perf_counter() - started

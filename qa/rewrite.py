@@ -4,7 +4,9 @@
 on the conversation (:func:`qa.retrieval.is_follow_up`), the model is asked
 to rewrite it with what it refers to: "Was the turnout in the 2020 election a
 record?". The request opens with the same system prompt and worked examples
-as every answer, so llama.cpp's prefix cache serves both.
+as every answer, so llama.cpp's prefix cache serves both. With the JSON
+prompt (``style="json"``) the rewrite comes back as JSON too, ``{"question": "..."}``, held to
+:data:`SCHEMA`.
 
 A small model sometimes repeats the earlier question instead, or changes
 what is asked ("Who backed out?" becoming "Which firm backed out?"). A
@@ -15,13 +17,17 @@ question joined to the follow-up (:func:`qa.retrieval.search_text`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from .llm import LLM, Message
-from .prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, strip_markers
+from .prompt import NOT_FOUND, prefix_messages, strip_markers
 from .retrieval import is_follow_up, tokens
 
+SCHEMA: dict[str, Any] = {"type": "object", "properties": {"question": {"type": "string"}},
+                          "required": ["question"]}
 INSTRUCTION = ("Rewrite the user's last question as one standalone question that names what it refers to, "
                "using the conversation above. Do not answer it. Reply with the rewritten question only.")
 MAX_CHARS = 300
@@ -31,18 +37,37 @@ will would has have had""".split())
 _PRONOUNS = frozenset("he she it they them him her his its their that this those these there same".split())
 
 
-def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, chars: int = 300) -> list[Message]:
+def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, chars: int = 300,
+                     style: str = "grounded") -> list[Message]:
     """The request for a standalone question: the answer prompt's constant prefix, then the conversation."""
-    messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
-    for asked, answered in EXAMPLES:
-        messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+    messages = prefix_messages(style)
     lines = []
     for m in [m for m in history if m.get("role") in ("user", "assistant")][-2 * turns:]:
         content = " ".join(strip_markers(m["content"]).split())[:chars]
         lines.append(("User: " if m["role"] == "user" else "You: ") + content)
     conversation = "\n".join([*lines, f"User: {question}"])
-    messages.append({"role": "user", "content": f"Conversation:\n{conversation}\n\n{INSTRUCTION}"})
+    instruction = INSTRUCTION + (' Reply in JSON: {"question": "..."}' if style == "json" else "")
+    messages.append({"role": "user", "content": f"Conversation:\n{conversation}\n\n{instruction}"})
     return messages
+
+
+def read_rewrite(reply: str) -> str:
+    """The question out of the model's reply, JSON or plain.
+
+    >>> read_rewrite('{"question": "Was the turnout a record?"}')
+    'Was the turnout a record?'
+    >>> read_rewrite("Was the turnout a record?")
+    'Was the turnout a record?'
+    """
+    text = reply.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return ""
+        value = data.get("question") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else ""
+    return text
 
 
 def _first_word(text: str) -> str:
@@ -77,10 +102,14 @@ def accept_rewrite(question: str, reply: str) -> str | None:
     return line if line.endswith("?") else line.rstrip(".") + "?"
 
 
-def standalone_question(llm: LLM, question: str, history: Sequence[Message], max_tokens: int = 48) -> str | None:
+def standalone_question(llm: LLM, question: str, history: Sequence[Message], max_tokens: int = 48,
+                        style: str = "grounded") -> str | None:
     """The follow-up rewritten by the model, or ``None`` when it is not a follow-up or the rewrite is unusable."""
     if not history or not is_follow_up(question):
         return None
-    reply = "".join(llm.stream_chat(rewrite_messages(question, history), max_tokens=max_tokens,
-                                    temperature=0.0, stop=["\n"]))
-    return accept_rewrite(question, reply)
+    messages = rewrite_messages(question, history, style=style)
+    if style == "json":
+        reply = "".join(llm.stream_chat(messages, max_tokens=max_tokens, temperature=0.0, schema=SCHEMA))
+    else:
+        reply = "".join(llm.stream_chat(messages, max_tokens=max_tokens, temperature=0.0, stop=["\n"]))
+    return accept_rewrite(question, read_rewrite(reply))

@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from qa.llm import Message
 
@@ -38,10 +39,12 @@ class FakeLLM:
     def __init__(self, *replies: str) -> None:
         self.replies = list(replies)
         self.calls: list[list[Message]] = []
+        self.schemas: list[dict[str, Any] | None] = []
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.calls.append(list(messages))
+        self.schemas.append(schema)
         reply = self.replies.pop(0)
         for i in range(0, len(reply), 3):
             yield reply[i:i + 3]

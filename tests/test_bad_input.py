@@ -174,9 +174,10 @@ class Recording:
         self.calls: list[list[Message]] = []
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.calls.append(list(messages))
-        return self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+        return self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                    schema=schema)
 
 
 @pytest.fixture()

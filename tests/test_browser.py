@@ -48,7 +48,7 @@ class ScriptedLLM:
     name = "scripted"
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         prompt = messages[-1]["content"]
         if SLOW_Q in prompt:
             for _ in range(150):

@@ -97,13 +97,16 @@ def test_qa_eval_runs_the_real_pipeline_on_a_subset(seeded_copy: Path, smollm_pa
     out = tmp_path / "report.json"
     env = {**os.environ, "QA_DATA_DIR": str(seeded_copy), "QA_MODEL": str(smollm_path)}
     result = subprocess.run([sys.executable, "-m", "qa", "eval", str(EVALSET), "--limit", "4", "--json", str(out),
-                             "--compare", "plain"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+                             "--compare", "plain", "json"], capture_output=True, text=True, env=env, cwd=ROOT,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     assert "answer accuracy" in result.stdout and "median latency default / plain" in result.stdout
+    assert "median latency default / json" in result.stdout
     report = json.loads(out.read_text())
     metrics = report["metrics"]["default"]
     for key in ("hit_rate", "accuracy", "citation_precision", "refusal_rate", "false_refusal_rate",
                 "latency_median_s", "first_token_p90_s"):
         assert key in metrics
     assert metrics["questions"] == 4 and len(report["records"]["default"]) == 4
-    assert len(report["records"]["plain"]) == 4
+    assert len(report["records"]["plain"]) == 4 and len(report["records"]["json"]) == 4
+    assert {"latency_ratio_vs_plain", "latency_ratio_vs_json"} <= set(metrics)

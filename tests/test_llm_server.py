@@ -64,6 +64,14 @@ def test_streams_the_pieces_and_sends_the_request_openai_servers_expect() -> Non
     assert llm.name == "qwen-1.5b at http://gpu-box:8000/v1"
 
 
+def test_a_schema_is_sent_as_the_response_format() -> None:
+    seen: list[httpx.Request] = []
+    llm = OpenAICompatibleLLM("http://x/v1", model="m", transport=server(streamed(sse('{"found": false}')), seen=seen))
+    schema = {"type": "object", "properties": {"found": {"type": "boolean"}}}
+    assert "".join(llm.stream_chat(MESSAGES, max_tokens=5, temperature=0, schema=schema)) == '{"found": false}'
+    assert json.loads(seen[0].content)["response_format"] == {"type": "json_object", "schema": schema}
+
+
 def test_a_named_model_is_used_without_asking_the_server() -> None:
     seen: list[httpx.Request] = []
     llm = OpenAICompatibleLLM("http://x/v1", model="mine", transport=server(streamed(sse("ok")), seen=seen))

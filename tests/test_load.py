@@ -116,7 +116,7 @@ class GatedLLM:
         self.reached = threading.Event()
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
-                    stop: Sequence[str] = ()) -> Iterator[str]:
+                    stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.reached.set()
         assert self.gate.wait(120)
         yield "NOT FOUND"

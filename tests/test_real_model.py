@@ -45,3 +45,38 @@ def test_follow_up_with_real_embedder_finds_the_senate_passage(seeded_pipeline) 
                {"role": "assistant", "content": "73 of the 130 seats [1]."}]
     passages = seeded_pipeline.retrieve("And in the Senate?", history)
     assert any("21 of the 36 seats in the Senate" in p.text for p in passages)
+
+
+def test_real_model_held_to_the_json_schema(seeded_pipeline, smollm) -> None:  # type: ignore[no-untyped-def]
+    """llama.cpp's grammar keeps even the 135M model to the schema; the pipeline reads and checks it."""
+    import dataclasses
+    import json
+
+    from qa.prompt import build_messages
+    from qa.reply import SCHEMA
+
+    pipeline = dataclasses.replace(seeded_pipeline, settings=dataclasses.replace(seeded_pipeline.settings,
+                                                                                 prompt="json"))
+    question = "What was the voter turnout in the October 2020 election?"
+    passages = pipeline.retrieve(question)
+    raw = "".join(smollm.stream_chat(build_messages(question, passages, style="json"), max_tokens=120,
+                                     temperature=0.1, schema=SCHEMA))
+    reply = json.loads(raw) if raw.rstrip().endswith("}") else None
+    if reply is not None:  # whole JSON unless the token limit cut it short
+        assert set(reply) == {"found", "answer", "sources"} and isinstance(reply["found"], bool)
+        assert all(isinstance(n, int) for n in reply["sources"])
+    else:
+        assert raw.lstrip().startswith('{"found": ') or raw.lstrip().startswith('{"found":')
+
+    streamed, answer = "", None
+    for item in pipeline.ask_stream(question):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            streamed += item
+    assert answer is not None and "{" not in streamed, "the reader never sees the JSON"
+    if answer.answered:
+        for c in answer.citations:
+            assert f"[{c.number}]" in answer.text and c.quote in answer.passages[c.number - 1].text
+    else:
+        assert answer.text == REFUSAL and answer.citations == []

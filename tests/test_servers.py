@@ -109,6 +109,17 @@ def test_pipeline_over_both_servers_streams_a_checked_answer(servers: tuple[str,
 
 
 @pytest.mark.slow
+def test_the_llm_server_holds_the_reply_to_the_json_schema(servers: tuple[str, str]) -> None:
+    from qa.reply import SCHEMA
+
+    llm = OpenAICompatibleLLM(servers[1])
+    messages = [{"role": "system", "content": "Reply in JSON."},
+                {"role": "user", "content": "[1] Turnout was 88.4 percent.\n\nQuestion: What was the turnout?"}]
+    raw = "".join(llm.stream_chat(messages, max_tokens=80, temperature=0.1, schema=SCHEMA))
+    assert raw.lstrip().startswith("{") and '"found"' in raw, raw
+
+
+@pytest.mark.slow
 def test_two_chat_pages_share_one_chroma_and_one_llm_server(servers: tuple[str, str], tmp_path: Path,
                                                             embedder) -> None:  # type: ignore[no-untyped-def]
     """`qa serve` in its own process, and a second chat page in this one, over the same two servers."""
