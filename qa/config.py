@@ -18,6 +18,7 @@ defaults (there is one place where a default is decided: here).
 | QA_LLM_MODEL    | the first model the LLM server lists            |
 | QA_LLM_KEY      | none (sent as a bearer token when set)          |
 | QA_QUEUE_SIZE   | 64 questions waiting on the chat page, at most  |
+| QA_PROMPT       | grounded: prose answers with [n] (or json)      |
 
 With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
 (``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
@@ -83,6 +84,18 @@ def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None
     return value
 
 
+PROMPT_STYLES = ("grounded", "json")
+DEFAULT_PROMPT = "grounded"
+
+
+def _env_prompt() -> str:
+    """The answer format from QA_PROMPT: prose with [n] markers, or JSON held to a schema."""
+    value = (_env_str("QA_PROMPT") or DEFAULT_PROMPT).lower()
+    if value not in PROMPT_STYLES:
+        raise ConfigError(f"QA_PROMPT must be one of {', '.join(PROMPT_STYLES)}, not {value!r}.")
+    return value
+
+
 def default_seeds_dir() -> Path:
     return PROJECT_DIR / "seeds"
 
@@ -111,7 +124,8 @@ class Settings:
     context_tokens: int = 4096
     min_score: float = 0.15  # best passage similarity below which we refuse without asking the model
     retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"
-    prompt: str = "grounded"  # "grounded" (prose with [n] markers), "json" (qa.reply) or "plain"
+    # "grounded" (prose with [n] markers), "json" (qa.reply), or "plain" (the unchecked baseline)
+    prompt: str = field(default_factory=_env_prompt)
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa.answer import Answer
-from qa.config import Settings
+from qa.config import DEFAULT_PROMPT, Settings
+from qa.errors import ConfigError
 from qa.ingest import ingest
 from qa.pipeline import REFUSAL, Pipeline
 from qa.reply import SCHEMA, AnswerStream, Reply, parse_reply
@@ -121,3 +122,13 @@ def test_a_follow_up_is_rewritten_in_json_too(json_pipeline) -> None:  # type: i
     assert llm.schemas == [REWRITE_SCHEMA, SCHEMA]
     assert answer.query == "How many seats did the MAS win in the Senate?"
     assert llm.calls[0][:5] == llm.calls[1][:5], "the rewrite shares the answer's cached prefix"
+
+
+def test_the_answer_format_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QA_PROMPT", raising=False)
+    assert Settings().prompt == DEFAULT_PROMPT
+    monkeypatch.setenv("QA_PROMPT", "JSON")
+    assert Settings().prompt == "json"
+    monkeypatch.setenv("QA_PROMPT", "yaml")
+    with pytest.raises(ConfigError, match="QA_PROMPT must be one of grounded, json, not 'yaml'"):
+        Settings()
