@@ -130,7 +130,10 @@ def _fold(text: str) -> str:
 _TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_SPELLED = re.compile(rf"\b(?:({'|'.join(_TEENS)})|({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS)}))?)\b")
+# not the first word of "twenty thousand" (20,000) or of an ordinal ("twenty-first")
+_SPELLED = re.compile(rf"\b(?:({'|'.join(_TEENS)})|({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS)}))?)\b"
+                      rf"(?![- ](?:hundred|thousand|million|billion|trillion|first|second|third|fourth|fifth|sixth|"
+                      rf"seventh|eighth|ninth|{'|'.join(_UNITS)})\b)")
 
 
 def _spelled_numbers(folded: str) -> set[str]:
@@ -140,6 +143,8 @@ def _spelled_numbers(folded: str) -> set[str]:
 
     >>> sorted(_spelled_numbers("thirty-seven people, fifteen towns and twenty days"))
     ['15', '20', '37']
+    >>> _spelled_numbers("twenty thousand marchers in the twenty-first century, thirty-one million votes")
+    set()
     """
     out = set()
     for teen, tens, unit in _SPELLED.findall(folded):

@@ -1,15 +1,16 @@
 """The model's reply as JSON: the schema, the answer read while it streams, the parsed reply.
 
-By default the model replies in JSON that llama.cpp's grammar-constrained
-decoding holds to :data:`SCHEMA`::
+With ``QA_PROMPT=json`` (``Settings.prompt = "json"``) the model replies in
+JSON that llama.cpp's grammar-constrained decoding holds to :data:`SCHEMA`::
 
     {"found": true, "answer": "Luis Arce won with 55.1 percent.", "sources": [2]}
 
 A small model picks the right fact more often when it fills in a short
 answer field than when it writes free prose with markers (docs/quality.md).
-What it says is checked all the same: ``found`` is not trusted to refuse (the
-model sets it to true for questions nothing answers), so every answer still
-goes through the citation check, which refuses the ones no passage supports.
+What it says is checked all the same. ``"found": false`` is a refusal, but
+``"found": true`` proves nothing (the model sets it for questions nothing
+answers), so every answer still goes through the citation check, which
+refuses the ones no passage supports.
 
 The answer is streamed as it is generated: :class:`AnswerStream` picks the
 characters of the ``answer`` string out of the JSON as they arrive.
@@ -36,7 +37,8 @@ SCHEMA: dict[str, Any] = {
 }
 
 _FOUND = re.compile(r'"found"\s*:\s*(true|false)')
-_ANSWER_OPEN = re.compile(r'"answer"\s*:\s*"')
+_SOURCES = re.compile(r'"sources"\s*:\s*\[([\d\s,]*)')
+_HAS_MARKER = re.compile(r"\[\d+\]")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -63,18 +65,23 @@ class Reply:
     def text(self) -> str:
         """The answer with the passages it names as ``[n]`` markers; ``""`` when nothing was found.
 
+        The markers go after the last sentence; the citation check then gives every sentence the
+        passage that supports it. An answer that carries its own markers keeps them instead.
+
         >>> Reply(True, "Turnout was 88.4 percent.", [2, 2, 5]).text()
         'Turnout was 88.4 percent [2][5].'
+        >>> Reply(True, "Turnout was 88.4 percent [2].", [2]).text()
+        'Turnout was 88.4 percent [2].'
         >>> Reply(False, "Arce.", [1]).text()
         ''
         """
-        answer = " ".join(self.answer.split())
         if not self.structured:
-            return answer
+            return self.answer.strip()  # prose keeps its lines: a list's items are checked one by one
+        answer = " ".join(self.answer.split())
         if not self.found or not answer:
             return ""
         marks = "".join(f"[{n}]" for n in dict.fromkeys(self.sources))
-        if not marks:
+        if not marks or _HAS_MARKER.search(answer):
             return answer
         stripped = answer.rstrip()
         end = re.search(r"[.!?]+[\"'”’)]*$", stripped)
@@ -90,6 +97,8 @@ def parse_reply(raw: str) -> Reply:
     Reply(found=True, answer='Arce won.', sources=[1, 3], structured=True)
     >>> parse_reply('{"found": true, "answer": "Arce won with 55')  # cut off by the token limit
     Reply(found=True, answer='Arce won with 55', sources=[], structured=True)
+    >>> parse_reply('{"found": true, "answer": "Arce won.", "sources": [2, 4')
+    Reply(found=True, answer='Arce won.', sources=[2, 4], structured=True)
     >>> parse_reply("Arce won [1].")
     Reply(found=True, answer='Arce won [1].', sources=[], structured=False)
     """
@@ -101,7 +110,9 @@ def parse_reply(raw: str) -> Reply:
     except ValueError:
         stream = AnswerStream()
         partial = stream.feed(text)  # feed first: it reads "found" too
-        return Reply(stream.found is not False, partial, [])
+        listed = _SOURCES.search(text)
+        sources = [int(n) for n in re.findall(r"\d+", listed.group(1))] if listed else []
+        return Reply(stream.found is not False, partial, sources)
     if not isinstance(data, dict):
         return Reply(False, "", [])
     answer = data.get("answer")
@@ -120,7 +131,8 @@ def _hex(digits: str) -> int:
 
 
 class AnswerStream:
-    """Feed the JSON reply piece by piece; get back the new characters of its ``answer`` string.
+    """Feed the JSON reply piece by piece; get back the new characters of its ``answer`` string
+    (or of the string under ``key``).
 
     Nothing comes out when ``found`` is false.
 
@@ -131,7 +143,8 @@ class AnswerStream:
     True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "answer") -> None:
+        self._open = re.compile(rf'"{re.escape(key)}"\s*:\s*"')
         self._buffer = ""
         self._pos = -1  # where the next unread character of the answer string is; -1 before it opens
         self.found: bool | None = None
@@ -144,7 +157,7 @@ class AnswerStream:
             if match:
                 self.found = match.group(1) == "true"
         if self._pos < 0:
-            opened = _ANSWER_OPEN.search(self._buffer)
+            opened = self._open.search(self._buffer)
             if not opened:
                 return ""
             self._pos = opened.end()
@@ -162,9 +175,10 @@ class AnswerStream:
                 if kind == "u":
                     code = _hex(buffer[pos + 2:pos + 6])
                     if 0xD800 <= code < 0xDC00:  # the first half of a pair: "\ud83d\ude00"
-                        if pos + 12 > len(buffer):
-                            break
-                        low = _hex(buffer[pos + 8:pos + 12]) if buffer[pos + 6:pos + 8] == "\\u" else -1
+                        after = buffer[pos + 6:pos + 8]
+                        if "\\u".startswith(after) and pos + 12 > len(buffer):
+                            break  # the second half may still come
+                        low = _hex(buffer[pos + 8:pos + 12]) if after == "\\u" else -1
                         if 0xDC00 <= low < 0xE000:
                             out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
                             pos += 12

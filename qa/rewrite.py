@@ -6,7 +6,7 @@ to rewrite it with what it refers to: "Was the turnout in the 2020 election a
 record?". The request opens with the same system prompt and worked examples
 as every answer, so llama.cpp's prefix cache serves both. With the JSON
 prompt (``style="json"``) the rewrite comes back as JSON too, ``{"question": "..."}``, held to
-:data:`SCHEMA`.
+:data:`QUESTION_SCHEMA`.
 
 A small model sometimes repeats the earlier question instead, or changes
 what is asked ("Who backed out?" becoming "Which firm backed out?"). A
@@ -24,9 +24,10 @@ from typing import Any
 
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, prefix_messages, strip_markers
+from .reply import AnswerStream
 from .retrieval import is_follow_up, tokens
 
-SCHEMA: dict[str, Any] = {"type": "object", "properties": {"question": {"type": "string"}},
+QUESTION_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"question": {"type": "string"}},
                           "required": ["question"]}
 INSTRUCTION = ("Rewrite the user's last question as one standalone question that names what it refers to, "
                "using the conversation above. Do not answer it. Reply with the rewritten question only.")
@@ -56,6 +57,8 @@ def read_rewrite(reply: str) -> str:
 
     >>> read_rewrite('{"question": "Was the turnout a record?"}')
     'Was the turnout a record?'
+    >>> read_rewrite('{"question": "Was the turnout in the 2020 election a rec')  # cut off
+    'Was the turnout in the 2020 election a rec'
     >>> read_rewrite("Was the turnout a record?")
     'Was the turnout a record?'
     """
@@ -64,7 +67,7 @@ def read_rewrite(reply: str) -> str:
         try:
             data = json.loads(text)
         except ValueError:
-            return ""
+            return AnswerStream(key="question").feed(text)  # cut off by the token limit
         value = data.get("question") if isinstance(data, dict) else None
         return value if isinstance(value, str) else ""
     return text
@@ -109,7 +112,9 @@ def standalone_question(llm: LLM, question: str, history: Sequence[Message], max
         return None
     messages = rewrite_messages(question, history, style=style)
     if style == "json":
-        reply = "".join(llm.stream_chat(messages, max_tokens=max_tokens, temperature=0.0, schema=SCHEMA))
+        # the JSON around the question costs a few tokens more
+        reply = "".join(llm.stream_chat(messages, max_tokens=max_tokens + 16, temperature=0.0,
+                                        schema=QUESTION_SCHEMA))
     else:
         reply = "".join(llm.stream_chat(messages, max_tokens=max_tokens, temperature=0.0, stop=["\n"]))
     return accept_rewrite(question, read_rewrite(reply))

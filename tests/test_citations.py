@@ -41,6 +41,12 @@ def test_a_number_in_digits_is_supported_by_the_same_number_in_words() -> None:
     assert "[1]" not in text
 
 
+def test_a_number_in_words_with_a_multiplier_is_not_a_small_number() -> None:
+    # "twenty thousand" is not 20: read as 20, the claim would need a 20 the passage does not hold.
+    march = Passage("m", "Some 20,000 people marched in La Paz.", "d.txt", "March", "d.txt", 0, 37)
+    assert support("Twenty thousand people marched in La Paz.", march.text) >= 0.5
+
+
 def test_unsupported_sentence_loses_its_marker() -> None:
     text, claims = check_citations("Bolivia's capital is Sucre [1].", _passages())
     assert text == "Bolivia's capital is Sucre."

@@ -31,6 +31,28 @@ def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
     ("When was the election first scheduled?", "For 3 May."),
     ("Who won the election?", "Luis Arce won."),
     ("Why was the election postponed?", "Because of the pandemic."),
+    # numbers in words, and amounts that are not digits
+    ("How many people died?", "Fifteen people died."),
+    ("How many people were hurt?", "None."),
+    ("How many seats did the MAS win?", "A majority."),
+    ("How much did it cost?", "It was free."),
+    ("In how many provinces did Arce come out ahead?", "98 provinces."),
+    # a count beside a percentage is still a count
+    ("How many votes did Arce get?", "Over three million votes, 55 percent."),
+    ("How many people died?", "Seven people died, a 20 percent rise."),
+    # "how many" inside a question that asks something else
+    ("Who decided how many troops to send?", "The president decided."),
+    ("Why did nobody know how much it cost?", "Because the contract was secret."),
+    # a change in a price asks for a change, not a sum
+    ("How much did the price of fuel rise?", "It doubled."),
+    ("How much did the budget deficit grow?", "It tripled."),
+    # times that are not dates
+    ("When did the protests start?", "In the spring."),
+    ("When did they march?", "At dawn."),
+    ("When did he resign?", "Recently."),
+    ("When did the protests start?", "As soon as the results were announced."),
+    ("When did he come back?", "Nineteen eighty-nine."),
+    ("When and where did they meet?", "In La Paz."),
 ])
 def test_answers_of_the_right_kind(question: str, answer: str) -> None:
     assert mismatch(question, answer) == ""

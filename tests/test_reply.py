@@ -15,7 +15,7 @@ from qa.errors import ConfigError
 from qa.ingest import ingest
 from qa.pipeline import REFUSAL, Pipeline
 from qa.reply import SCHEMA, AnswerStream, Reply, parse_reply
-from qa.rewrite import SCHEMA as REWRITE_SCHEMA
+from qa.rewrite import QUESTION_SCHEMA
 from qa.store import ChromaStore
 from tests.fakes import FakeEmbedder, FakeLLM
 
@@ -119,7 +119,7 @@ def test_a_follow_up_is_rewritten_in_json_too(json_pipeline) -> None:  # type: i
     history = [{"role": "user", "content": "How many seats did the MAS win in the lower house?"},
                {"role": "assistant", "content": "73 of 130 [1]."}]
     _, answer = _run(pipeline, "And in the Senate?", history)
-    assert llm.schemas == [REWRITE_SCHEMA, SCHEMA]
+    assert llm.schemas == [QUESTION_SCHEMA, SCHEMA]
     assert answer.query == "How many seats did the MAS win in the Senate?"
     assert llm.calls[0][:5] == llm.calls[1][:5], "the rewrite shares the answer's cached prefix"
 
@@ -132,3 +132,18 @@ def test_the_answer_format_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("QA_PROMPT", "yaml")
     with pytest.raises(ConfigError, match="QA_PROMPT must be one of grounded, json, not 'yaml'"):
         Settings()
+
+
+def test_a_json_answer_saying_not_found_is_never_shown(json_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = json_pipeline('{"found": true, "answer": "NOT FOUND", "sources": []}')
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert (streamed, answer.answered) == (REFUSAL, False)
+
+
+def test_a_server_that_ignores_the_schema_is_read_as_prose(json_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = json_pipeline("placeholder")
+    n = next(i for i, p in enumerate(pipeline.retrieve(TURNOUT), 1) if "88.4" in p.text)
+    llm.replies = [f"Turnout was 88.4 percent [{n}].\n- It was the second-highest ever [{n}]."]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert answer.answered and "88.4 percent" in streamed
+    assert answer.text.splitlines()[0] == f"Turnout was 88.4 percent [{n}].", "the reply's lines are kept"
