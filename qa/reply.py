@@ -111,15 +111,14 @@ def parse_reply(raw: str) -> Reply:
         stream = AnswerStream()
         partial = stream.feed(text)  # feed first: it reads "found" too
         listed = _SOURCES.search(text)
-        sources = [int(n) for n in re.findall(r"\d+", listed.group(1))] if listed else []
-        return Reply(stream.found is not False, partial, sources)
+        return Reply(stream.found is not False, partial,
+                     [int(n) for n in re.findall(r"\d+", listed.group(1))] if listed else [])
     if not isinstance(data, dict):
         return Reply(False, "", [])
-    answer = data.get("answer")
-    sources = data.get("sources")
+    answer, listed_sources = data.get("answer"), data.get("sources")
     return Reply(found=data.get("found") is not False, answer=answer if isinstance(answer, str) else "",
-                 sources=[n for n in sources if isinstance(n, int) and not isinstance(n, bool)]
-                 if isinstance(sources, list) else [])
+                 sources=[n for n in listed_sources if isinstance(n, int) and not isinstance(n, bool)]
+                 if isinstance(listed_sources, list) else [])
 
 
 def _hex(digits: str) -> int:
