@@ -53,6 +53,12 @@ _NUMBER_WORDS = re.compile(
     r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|scores|none|nothing|nobody|no one|once|twice|"
     r"thrice|half|halves|quarters?|thirds?|fifths?|sixths?|tenths?|double[sd]?|triple[sd]?|quadruple[sd]?|"
     r"halved|several|few|handful|majority|minority|free|\w+fold)\b", re.IGNORECASE)
+# what can stand for a count beside a percentage: cardinals, not "came third" or "a quarter"
+_COUNT_WORDS = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
+    r"thousands?|millions?|billions?|trillions?|dozens?|scores|none|nobody|no one|several|few|handful)\b",
+    re.IGNORECASE)
 _PERCENT_NUMBER = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b|percentage points?\b|points?\b)",
                              re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
@@ -75,6 +81,8 @@ def mismatch(question: str, answer: str) -> str:
     >>> mismatch("How many votes did the MAS get?", "The MAS got 3,393,978 votes, 55.1%.")
     ''
     >>> mismatch("How many votes did Camacho get in 2020?", "In 2020 Camacho got 13 percent.")
+    'a count was asked for, and the answer gives only a percentage'
+    >>> mismatch("How many votes did Camacho get?", "Camacho came third with 13 percent of the vote.")
     'a count was asked for, and the answer gives only a percentage'
     >>> mismatch("How much did the ventilators cost?", "They were bought at twice their unit price.")
     'a sum of money was asked for, and the answer gives none'
@@ -100,7 +108,7 @@ def mismatch(question: str, answer: str) -> str:
             asked = set(_ANY_NUMBER.findall(question))
             rest = _PERCENT_NUMBER.sub(" ", answer)
             counts = [n for n in _ANY_NUMBER.findall(rest) if n not in asked and not _YEAR.fullmatch(n)]
-            if not counts and not _NUMBER_WORDS.search(rest):
+            if not counts and not _COUNT_WORDS.search(rest):
                 return "a count was asked for, and the answer gives only a percentage"
     if _TIME.search(question) and not _TIME_WORDS.search(answer) and not _NUMBER_WORDS.search(answer):
         return "a time was asked for, and the answer gives none"
