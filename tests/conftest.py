@@ -90,3 +90,25 @@ def articles_dir(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "articles"
     shutil.copytree(SEEDS, target)
     yield target
+
+
+@pytest.fixture()
+def fake_pipeline(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``make(*replies, **settings)``: a pipeline over real Chroma holding the seeds, with the fake
+    embedder and a fake LLM that gives ``replies`` in turn."""
+    from qa.config import Settings
+    from qa.ingest import ingest
+    from qa.pipeline import Pipeline
+    from qa.store import ChromaStore
+
+    from .fakes import FakeEmbedder, FakeLLM
+
+    def make(*replies: str, **overrides: object):  # type: ignore[no-untyped-def]
+        embedder = FakeEmbedder()
+        settings = Settings(data_dir=tmp_path / "data", **overrides)  # type: ignore[arg-type]
+        store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
+        if store.count() == 0:
+            ingest(SEEDS, store, embedder, settings.data_dir)
+        llm = FakeLLM(*replies)
+        return Pipeline(store, embedder, llm, settings), llm
+    return make

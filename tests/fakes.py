@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from qa.answer import Answer
 from qa.llm import Message
 
 
@@ -48,3 +49,15 @@ class FakeLLM:
         reply = self.replies.pop(0)
         for i in range(0, len(reply), 3):
             yield reply[i:i + 3]
+
+
+def run_stream(pipeline: Any, question: str, history: Any = None) -> tuple[str, Answer]:
+    """What the reader saw streamed, and the final answer."""
+    streamed, answer = "", None
+    for item in pipeline.ask_stream(question, history):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            streamed += item
+    assert answer is not None
+    return streamed, answer

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from qa.answer import Answer
-from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
-from qa.ingest import ingest
-from qa.pipeline import REFUSAL, Pipeline
+from qa.pipeline import REFUSAL
 from qa.prompt import SYSTEM_PROMPT, build_messages
 from qa.rewrite import INSTRUCTION
-from qa.store import ChromaStore, Passage
+from qa.store import Passage
 
-from .fakes import FakeEmbedder, FakeLLM
+from .fakes import run_stream
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 # worded for the bag-of-words fake embedder, which only matches shared words
 TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
 
@@ -41,28 +35,7 @@ def test_plain_prompt_for_comparison() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
 
 
-@pytest.fixture()
-def fake_pipeline(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(*replies: str) -> tuple[Pipeline, FakeLLM]:
-        embedder = FakeEmbedder()
-        settings = Settings(data_dir=tmp_path / "data")
-        store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
-        if store.count() == 0:
-            ingest(SEEDS, store, embedder, settings.data_dir)
-        llm = FakeLLM(*replies)
-        return Pipeline(store, embedder, llm, settings), llm
-    return make
-
-
-def _run(pipeline: Pipeline, question: str, history=None) -> tuple[str, Answer]:  # type: ignore[no-untyped-def]
-    streamed, answer = "", None
-    for item in pipeline.ask_stream(question, history):
-        if isinstance(item, Answer):
-            answer = item
-        else:
-            streamed += item
-    assert answer is not None
-    return streamed, answer
+_run = run_stream
 
 
 def test_supported_answer_keeps_its_checked_citation(fake_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.answer import Answer
 from qa.config import DEFAULT_PROMPT, Settings
 from qa.errors import ConfigError
-from qa.ingest import ingest
-from qa.pipeline import REFUSAL, Pipeline
+from qa.pipeline import REFUSAL
 from qa.reply import SCHEMA, AnswerStream, Reply, parse_reply
 from qa.rewrite import QUESTION_SCHEMA
-from qa.store import ChromaStore
-from tests.fakes import FakeEmbedder, FakeLLM
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+from .fakes import run_stream
+
 TURNOUT = "What was the voter turnout in the October 2020 election?"
 
 
@@ -64,27 +60,11 @@ def test_sources_that_are_not_numbers_are_dropped() -> None:
 
 
 @pytest.fixture()
-def json_pipeline(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(*replies: str) -> tuple[Pipeline, FakeLLM]:
-        embedder = FakeEmbedder()
-        settings = Settings(data_dir=tmp_path / "data", prompt="json")
-        store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
-        if store.count() == 0:
-            ingest(SEEDS, store, embedder, settings.data_dir)
-        llm = FakeLLM(*replies)
-        return Pipeline(store, embedder, llm, settings), llm
-    return make
+def json_pipeline(fake_pipeline):  # type: ignore[no-untyped-def]
+    return lambda *replies: fake_pipeline(*replies, prompt="json")
 
 
-def _run(pipeline: Pipeline, question: str, history=None) -> tuple[str, Answer]:  # type: ignore[no-untyped-def]
-    streamed, answer = "", None
-    for item in pipeline.ask_stream(question, history):
-        if isinstance(item, Answer):
-            answer = item
-        else:
-            streamed += item
-    assert answer is not None
-    return streamed, answer
+_run = run_stream
 
 
 def test_a_json_reply_streams_its_answer_and_is_checked(json_pipeline) -> None:  # type: ignore[no-untyped-def]
