@@ -47,18 +47,16 @@ _ABOUT_SHARES = re.compile(r"%|\bpercent|\bper cent\b|\bshares?\b|\bproportion|\
 _TIME = re.compile(_LEAD + r"(?:when\b(?!\s+and\s+where)|(?:(?:on|in|by|at|from|until|since)\s+)?"
                    r"(?:what|which) (?:date|day|year|month|time|week|decade|century)\b)", re.IGNORECASE)
 
+# what can stand for a count, also beside a percentage: cardinals, not "came third" or "a quarter"
+_CARDINALS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+              r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+              r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|scores|none|nobody|no one|several|"
+              r"few|handful")
+_COUNT_WORDS = re.compile(rf"\b(?:{_CARDINALS})\b", re.IGNORECASE)
+# any amount in words: the cardinals, and fractions, multiples and the like
 _NUMBER_WORDS = re.compile(
-    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
-    r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|scores|none|nothing|nobody|no one|once|twice|"
-    r"thrice|half|halves|quarters?|thirds?|fifths?|sixths?|tenths?|double[sd]?|triple[sd]?|quadruple[sd]?|"
-    r"halved|several|few|handful|majority|minority|free|\w+fold)\b", re.IGNORECASE)
-# what can stand for a count beside a percentage: cardinals, not "came third" or "a quarter"
-_COUNT_WORDS = re.compile(
-    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
-    r"thousands?|millions?|billions?|trillions?|dozens?|scores|none|nobody|no one|several|few|handful)\b",
-    re.IGNORECASE)
+    rf"\b(?:{_CARDINALS}|nothing|once|twice|thrice|half|halves|quarters?|thirds?|fifths?|sixths?|tenths?|"
+    r"double[sd]?|triple[sd]?|quadruple[sd]?|halved|majority|minority|free|\w+fold)\b", re.IGNORECASE)
 _PERCENT_NUMBER = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b|percentage points?\b|points?\b)",
                              re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")

@@ -7,7 +7,8 @@
         │ in none of the passages: refuse without asking the model
         ▼
     prompt (constant system prompt first, passages, question) ──> LLM, streamed
-        │ markers normalised while streaming: an invalid [n] is never shown
+        │ markers normalised while streaming: an invalid [n] is never shown; with
+        │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
         ▼
     citation check, then the guard (qa.guard): a sentence that follows or repeats an
         │ instruction found in a passage, or repeats the system prompt, is dropped;
