@@ -26,6 +26,7 @@ from typing import Any
 
 from .answer import Citation
 from .chunking import sentence_spans
+from .glossary import glosses
 from .store import Passage
 
 _MARKER = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*(\d+(?:\s*(?:,|;|and)\s*(?:passage\s*)?\d+)*)\s*\]",
@@ -162,13 +163,14 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
     ['6483893', '88.4']
     >>> sorted(key_terms("Thirty-seven people were killed.")[1])
     ['37']
+    >>> key_terms("Bolivia’s president") == key_terms("the president of Bolivia")
+    True
     """
     folded = _fold(text)
     numbers = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
     numbers = {n.rstrip(".") for n in numbers if n} | _spelled_numbers(folded)
-    words = {w for w in re.findall(r"[a-z][a-z'’-]+", folded) if len(w) > 2 and w not in STOPWORDS}
-    words = {w.strip("'’-") for w in words}
-    return {_stem(w) for w in words if w}, numbers
+    words = {re.sub(r"['’]s$", "", w).strip("'’-") for w in re.findall(r"[a-z][a-z'’-]+", folded)}
+    return {_stem(w) for w in words if len(w) > 2 and w not in STOPWORDS}, numbers
 
 
 def _stem(word: str) -> str:
@@ -438,3 +440,29 @@ def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage]) ->
                             quote=quote, outlet=passage.outlet, quote_start=start, quote_end=end,
                             passage=passage.text))
     return out
+
+
+def off_subject(question: str, citations: Sequence[Citation], passages: Sequence[Passage]) -> bool:
+    """True when the answer's quotes share no key word with the question: they speak of something else.
+
+    The citation check asks whether a passage supports the answer; this asks whether what it
+    supports is what was asked. A small model asked for the vice-president can answer "Carlos
+    Mesa" from "the Citizen Community party, presided by Carlos Mesa": the passage supports every
+    word of the answer, and none of the question. A quote counts with its article's outlet
+    ("according to Counterfire") and the long names of the acronyms it uses; not with the title,
+    whose words ("Bolivia's election") are in most questions about that article.
+
+    >>> from qa.answer import Citation
+    >>> mesa = Citation(1, "Bolivia votes", "a.txt", "a#1", "The CC party, presided by Carlos Mesa, got 29 percent.")
+    >>> off_subject("Who became vice-president alongside Luis Arce?", [mesa], [])
+    True
+    >>> off_subject("Which party did Carlos Mesa lead?", [mesa], [])
+    False
+    """
+    asked = key_terms(question)[0]
+    if not asked or not citations:
+        return False
+    texts = [c.quote for c in citations]
+    notes = glosses(texts + [p.text for p in passages])[: len(texts)]
+    evidence = " ".join(f"{c.quote} {note} {c.outlet}" for c, note in zip(citations, notes, strict=True))
+    return not asked & key_terms(evidence)[0]

@@ -128,6 +128,9 @@ class Settings:
     prompt: str = field(default_factory=_env_prompt)
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
+    # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
+    # refuses: a small model picks the wrong name out of six passages more often than out of two
+    narrow_k: int = 2
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
     llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
     llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
@@ -168,6 +171,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "grounded": {"prompt": "grounded"},
     "json": {"prompt": "json"},
-    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "min_score": 0.0,
+    "wide": {"narrow_k": 0},
+    "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
+              "min_score": 0.0,
               "top_k": 9},
 }

@@ -9,9 +9,10 @@ the answer with the question's:
 - a question that opens with "how many" / "how much" / "what percentage"
   asks for an amount: an answer with no number (in digits or words, or
   "tripled", "none", "a majority") gives none;
-- "how much" did something cost (or pay, spend, borrow) asks for a sum of
-  money: "twice the unit price" gives none (a question about a price's rise
-  or fall asks for a change, and "it doubled" answers it);
+- "how much" did something cost (or pay, spend, borrow), or how large was a
+  loan (debt, budget, fine), asks for a sum of money: "twice the unit price"
+  or "25%" gives none (a question about a price's rise or fall asks for a
+  change, and "it doubled" answers it);
 - "how many" asks for a count, so an answer whose only numbers are
   percentages answers another question, unless the question itself asks
   about a share, rate or points;
@@ -36,6 +37,8 @@ _AMOUNT = re.compile(
     r"(?:how (?:many|much)|what (?:percentage|share|proportion|fraction|amount|sum|margin|factor))\b", re.IGNORECASE)
 _MONEY = re.compile(r"\bhow much\b.*\b(?:cost|costs|paid|pay|spend|spent|worth|price|money|budget|loan|debt)\b",
                     re.IGNORECASE)
+_MONEY_SIZE = re.compile(_LEAD + r"how (?:large|big|small)\b.*\b(?:loans?|debts?|budgets?|fines?|payments?|"
+                         r"bailouts?|grants?|investments?|bribes?|salar(?:y|ies)|wages?|fees?|ransom)\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(?:rise|rose|risen|fall|fell|fallen|grow|grew|grown|increase|increased|decrease|decreased|"
                      r"drop|dropped|shrink|shrank|change|changed|climb|climbed|jump|jumped|go up|go down|went up|"
                      r"went down|cut|reduce|reduced)\b", re.IGNORECASE)
@@ -88,6 +91,10 @@ def mismatch(question: str, answer: str) -> str:
     ''
     >>> mismatch("How much did the ventilators cost in total?", "They were unsuitable for intensive care.")
     'an amount was asked for, and the answer gives no number'
+    >>> mismatch("How large was the IMF loan?", "The loan was 25% of the budget.")
+    'a sum of money was asked for, and the answer gives none'
+    >>> mismatch("How large was the IMF loan?", "It was $327 million.")
+    ''
     >>> mismatch("By how much did unemployment rise?", "Unemployment tripled.")
     ''
     >>> mismatch("When did he come back?", "He returned triumphantly.")
@@ -97,10 +104,13 @@ def mismatch(question: str, answer: str) -> str:
     >>> mismatch("Who won?", "Luis Arce won.")
     ''
     """
+    if _MONEY_SIZE.search(question) and not _CURRENCY.search(_PERCENT_NUMBER.sub(" ", answer)):
+        return "a sum of money was asked for, and the answer gives none"
     if _AMOUNT.search(question):
         if not _ANY_NUMBER.search(answer) and not _NUMBER_WORDS.search(answer):
             return "an amount was asked for, and the answer gives no number"
-        if _MONEY.search(question) and not _CHANGE.search(question) and not _CURRENCY.search(answer):
+        if (_MONEY.search(question) and not _CHANGE.search(question)
+                and not _CURRENCY.search(_PERCENT_NUMBER.sub(" ", answer))):
             return "a sum of money was asked for, and the answer gives none"
         if _COUNT.search(question) and not _ABOUT_SHARES.search(question) and _PERCENT_NUMBER.search(answer):
             asked = set(_ANY_NUMBER.findall(question))

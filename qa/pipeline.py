@@ -6,13 +6,16 @@
         │ best passage too far from the question, or a number of the question
         │ in none of the passages: refuse without asking the model
         ▼
-    prompt (constant system prompt first, passages, question) ──> LLM, streamed
+    prompt (constant system prompt first, the 2 best passages, question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown; with
         │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
         ▼
     citation check, then the guard (qa.guard): a sentence that follows or repeats an
         │ instruction found in a passage, or repeats the system prompt, is dropped;
-        │ an answer of the wrong kind (a percentage for "how many", qa.expect) is refused
+        │ an answer of the wrong kind (a percentage for "how many", qa.expect), or one whose
+        │ quotes share no word with the question, is refused
+        ▼
+    refused? the model reads all the passages (6), and that reply is checked the same way
         ▼
     Answer(text, answered, citations)
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,7 @@ from .citations import (
     cited_claims,
     key_terms,
     make_citations,
+    off_subject,
 )
 from .config import Settings
 from .embedder import Embedder
@@ -148,7 +152,9 @@ class Pipeline:
         """Yield the answer's text piece by piece, then the final :class:`Answer`.
 
         The final text can differ from the streamed one: the citation check may
-        move or drop markers, and an unsupported answer becomes a refusal.
+        move or drop markers, and an unsupported answer becomes a refusal. A refusal
+        from the best passages leads to a reading of all of them; its reply is
+        streamed only if nothing of the first was shown.
         """
         started = time.perf_counter()
         question = clean_question(question)
@@ -169,11 +175,41 @@ class Pipeline:
             yield Answer(REFUSAL, False, [], question, query, passages, timings)
             return
 
-        messages = build_messages(asked, passages, turns, style=self.settings.prompt)
+        narrow = self.settings.narrow_k
+        first = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
+        messages = build_messages(asked, first, turns, style=self.settings.prompt)
+        reply, held, tokens = yield from self._generate(messages, len(first), started, timings, shown=True)
+        answer = self.finish(reply, asked, query, first)
+        if not answer.answered and len(first) < len(passages):
+            # Refused from the best passages: read them all, checked the same way. Streamed only if
+            # nothing of the first reply was shown.
+            messages = build_messages(asked, passages, turns, style=self.settings.prompt)
+            reply, held_again, more = yield from self._generate(messages, len(passages), started, timings,
+                                                                shown=held)
+            tokens += more
+            answer = self.finish(reply, asked, query, passages)
+            held = held and held_again
+        answer.passages = list(passages)
+        answer.question = question
+        timings.setdefault("first_token_s", time.perf_counter() - started)
+        timings["total_s"] = time.perf_counter() - started
+        timings["tokens"] = float(tokens)
+        answer.timings = timings
+        if held:
+            yield answer.text
+        yield answer
+
+    def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
+                  shown: bool) -> Generator[str, None, tuple[str, bool, int]]:
+        """Stream one reply; yield its text for the reader (if ``shown``), return (text, held, tokens).
+
+        ``held`` is true when nothing was yielded: the reply is (or began like) the NOT FOUND reply,
+        or ``shown`` is false. The text returned is the answer out of a JSON reply, or the prose reply.
+        """
         structured = self.settings.prompt == "json"
-        markers = MarkerStreamFilter(len(passages))
+        markers = MarkerStreamFilter(count)
         raw: list[str] = []
-        shown: list[str] = []  # the text meant for the reader: the reply, or the answer out of the JSON
+        visible: list[str] = []  # the text meant for the reader: the reply, or the answer out of the JSON
         answer_stream = AnswerStream()
         held = True  # hold output while it could still be the NOT FOUND reply
         tokens = 0
@@ -193,13 +229,15 @@ class Pipeline:
                 piece = answer_stream.feed(piece)
                 if not piece:
                     continue
-            shown.append(piece)
+            visible.append(piece)
+            if not shown:
+                continue
             if held:
-                so_far = "".join(shown).strip()
+                so_far = "".join(visible).strip()
                 if NOT_FOUND.lower().startswith(so_far.lower()) or so_far.upper().startswith(NOT_FOUND):
                     continue
                 held = False
-                piece = "".join(shown)
+                piece = "".join(visible)
             text = markers.feed(piece)
             if text:
                 timings.setdefault("first_token_s", time.perf_counter() - started)
@@ -207,17 +245,8 @@ class Pipeline:
         tail = markers.flush()
         if tail and not held:
             yield tail
-
         reply = "".join(raw)
-        answer = self.finish(parse_reply(reply).text() if structured else reply, asked, query, passages)
-        answer.question = question
-        timings.setdefault("first_token_s", time.perf_counter() - started)
-        timings["total_s"] = time.perf_counter() - started
-        timings["tokens"] = float(tokens)
-        answer.timings = timings
-        if held:
-            yield answer.text
-        yield answer
+        return (parse_reply(reply).text() if structured else reply), held, tokens
 
     def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage]) -> Answer:
         """Turn the model's full reply into a checked :class:`Answer`."""
@@ -236,7 +265,11 @@ class Pipeline:
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
         if self.settings.check and (not claims or mismatch(question, strip_markers(text))):
             return Answer(REFUSAL, False, [], question, query, list(passages))
-        return Answer(text, True, make_citations(claims, passages), question, query, list(passages))
+        citations = make_citations(claims, passages)
+        # the question with its search text, which holds the previous question of a follow-up
+        if self.settings.check and off_subject(f"{question} {query}", citations, passages):
+            return Answer(REFUSAL, False, [], question, query, list(passages))
+        return Answer(text, True, citations, question, query, list(passages))
 
     def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:
         """Answer ``question``; see :meth:`ask_stream`."""

@@ -35,7 +35,11 @@ class FakeEmbedder:
 
 
 class FakeLLM:
-    """Replays queued replies, in small pieces, and records the prompts it got."""
+    """Replays queued replies, in small pieces, and records the prompts it got.
+
+    The last reply is repeated once the others are used: the pipeline may ask twice (the best
+    passages first, then all of them), and a test that queues one reply means it for both.
+    """
 
     def __init__(self, *replies: str) -> None:
         self.replies = list(replies)
@@ -46,7 +50,7 @@ class FakeLLM:
                     stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         self.calls.append(list(messages))
         self.schemas.append(schema)
-        reply = self.replies.pop(0)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         for i in range(0, len(reply), 3):
             yield reply[i:i + 3]
 

@@ -5,7 +5,16 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.citations import MarkerStreamFilter, check_citations, make_citations, normalise_markers, support
+from qa.answer import Citation
+from qa.citations import (
+    MarkerStreamFilter,
+    check_citations,
+    key_terms,
+    make_citations,
+    normalise_markers,
+    off_subject,
+    support,
+)
 from qa.store import Passage
 
 ARTICLE = ("The MAS won 55.1% of the vote. Turnout was 88.4 percent, the second-highest ever. "
@@ -134,3 +143,35 @@ def test_any_model_output_maps_to_citations_that_exist_or_to_none(pieces: list[s
         p = passages[c.number - 1]
         assert c.quote in p.text and p.start <= c.quote_start <= c.quote_end <= p.end
         assert ARTICLE[c.quote_start:c.quote_end] == c.quote or p.article_id != "a.txt"
+
+
+def _cite(quote: str, title: str = "Bolivia votes", outlet: str = "") -> Citation:
+    return Citation(1, title, "a.txt", "a#1", quote, outlet)
+
+
+def test_a_quote_that_shares_no_word_with_the_question_is_off_subject() -> None:
+    mesa = _cite("The MAS got 26 points more than the Citizen Community party (CC), presided by Carlos Mesa.")
+    assert off_subject("Who became Bolivia's vice-president alongside Luis Arce?", [mesa], [])
+    sworn = _cite("Luis Arce and David Choquehuanca were sworn in as president and vice-president respectively.")
+    assert not off_subject("Who became Bolivia's vice-president alongside Luis Arce?", [sworn], [])
+    # one quote on the subject is enough
+    assert not off_subject("Who became Bolivia's vice-president alongside Luis Arce?", [mesa, sworn], [])
+
+
+def test_the_subject_may_be_named_by_the_outlet_or_a_spelled_out_acronym() -> None:
+    share = _cite("Their right-wing opponents took 28.83%.", title="Bolivia: a victory", outlet="Counterfire")
+    assert not off_subject("What share did the opponents get according to Counterfire?", [share], [])
+    romero = _cite("The TSE’s president, Salvador Romero, announced the count.")
+    definition = Passage("p", "The Supreme Electoral Tribunal (TSE) ratified the result.", "b.txt", "T", "b.txt", 0, 57)
+    question = "Who heads the Supreme Electoral Tribunal?"
+    assert not off_subject(question, [romero], [definition])
+    assert off_subject(question, [romero], [])  # "TSE" alone: nothing says what it stands for
+
+
+def test_a_question_without_key_words_or_an_answer_without_citations_is_not_judged() -> None:
+    assert not off_subject("Who is he?", [_cite("Carlos Mesa led the CC.")], [])
+    assert not off_subject("Who became vice-president?", [], [])
+
+
+def test_possessives_match_the_plain_name() -> None:
+    assert key_terms("Bolivia’s president, Áñez's ministers") == key_terms("the president of Bolivia, Áñez ministers")

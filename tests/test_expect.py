@@ -11,6 +11,8 @@ from qa.expect import mismatch
     ("How many votes did Luis Camacho receive?", "Luis Camacho received 13 percent of the vote."),
     ("How many votes did Luis Camacho receive in 2020?", "In 2020 he received 13% of the vote."),
     ("How much did the ventilators cost in total?", "They cost over twice their unit price."),
+    ("How much did the ventilators cost?", "They cost 30 percent more than elsewhere."),
+    ("How large was the IMF loan Bolivia took on under Áñez?", "The IMF loan was 25%."),
     ("How many tonnes of lithium does Bolivia hold?", "Bolivia has an enormous lithium deposit."),
     ("When did Evo Morales come back to Bolivia?", "He returned triumphantly to a massive welcome."),
     ("On what date did Áñez declare herself president?", "Áñez declared herself interim president."),
@@ -53,6 +55,10 @@ def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
     ("When did the protests start?", "As soon as the results were announced."),
     ("When did he come back?", "Nineteen eighty-nine."),
     ("When and where did they meet?", "In La Paz."),
+    # the size of a loan is a sum of money; the size of anything else need not be
+    ("How big was the loan?", "It was 327 million dollars."),
+    ("How large was the crowd?", "Massive."),
+    ("How large was the MAS's majority?", "55 percent of the vote."),
 ])
 def test_answers_of_the_right_kind(question: str, answer: str) -> None:
     assert mismatch(question, answer) == ""

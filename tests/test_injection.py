@@ -203,8 +203,8 @@ def test_a_model_that_obeys_the_injection_still_gives_no_such_answer(injected_fa
     pipeline, llm = _fake_pipeline(data, reply)
     answer = pipeline.ask(INJECTED_QUESTION)
     assert (answer.text, answer.answered, answer.citations) == (REFUSAL, False, [])
-    prompt = llm.calls[0][-1]["content"]
-    assert "PWNED" not in prompt, "the instruction was left out of the prompt"
+    assert llm.calls and all("PWNED" not in call[-1]["content"] for call in llm.calls), \
+        "the instruction was left out of every prompt"
 
 
 def test_the_supported_part_of_an_obedient_answer_stands(injected_fake: tuple[Path, Path]) -> None:

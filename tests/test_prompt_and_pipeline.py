@@ -80,6 +80,58 @@ def test_an_answer_of_the_wrong_kind_is_refused(fake_pipeline) -> None:  # type:
     assert answer.answered and "13 percent" in answer.text
 
 
+def test_an_answer_whose_quote_is_about_something_else_is_refused(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # "Carlos Mesa" is in a passage, so the citation check passes it, but that passage's sentence
+    # about him says nothing of the vice-presidency.
+    pipeline, _ = fake_pipeline()
+    passages = pipeline.retrieve("Carlos Mesa presided the Citizen Community; sworn in as vice-president respectively")
+    mesa = next(i for i, p in enumerate(passages, 1) if "presided by Carlos Mesa" in p.text)
+    sworn = next(i for i, p in enumerate(passages, 1) if "vice-president respectively" in p.text)
+    question = "Who became Bolivia's vice-president alongside Luis Arce?"
+    answer = pipeline.finish(f"Carlos Mesa [{mesa}].", question, question, passages)
+    assert not answer.answered and answer.citations == []
+    answer = pipeline.finish(f"David Choquehuanca [{sworn}].", question, question, passages)
+    assert answer.answered and "vice-president" in answer.citations[0].quote
+
+
+def _passage_lines(messages) -> list[str]:  # type: ignore[no-untyped-def]
+    return [line for line in messages[-1]["content"].splitlines() if line[:1] == "["]
+
+
+def test_the_best_passages_are_read_first(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].")
+    assert "88.4" in pipeline.retrieve(TURNOUT)[0].text
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert len(llm.calls) == 1 and len(_passage_lines(llm.calls[0])) == 2
+    assert answer.answered and streamed == answer.text == "Turnout was 88.4 percent [1]."
+    assert len(answer.passages) == 6, "the answer lists every passage retrieved"
+
+
+def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(TURNOUT)
+    n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
+    assert n > 2
+    poverty = f"The rate of extreme poverty was dramatically reduced [{n}]."
+    llm.replies = ["NOT FOUND", poverty]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6]
+    assert llm.calls[0][:-1] == llm.calls[1][:-1], "both readings share the cached prefix"
+    assert answer.answered and answer.text == streamed == poverty, "the second reply streams: nothing was shown"
+    assert [c.number for c in answer.citations] == [n]
+
+    # a first reply that was shown and then refused by the check: the second one is not streamed
+    # after it; the final answer replaces it
+    llm.replies = ["Turnout was 61.2 percent [1].", poverty]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert streamed == "Turnout was 61.2 percent [1]." and answer.text == poverty
+
+    # refused twice: one refusal, shown once
+    llm.replies = ["NOT FOUND", "NOT FOUND"]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert streamed == answer.text == REFUSAL and not answer.answered
+
+
 def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder")
     question = TURNOUT
@@ -93,7 +145,8 @@ def test_a_follow_up_is_rewritten_into_a_standalone_question(fake_pipeline) -> N
     pipeline, llm = fake_pipeline("How many seats did the MAS win in the Senate?", "NOT FOUND")
     history = [("How many seats did the MAS win in the lower house?", "73 of 130 [1].")]
     answer = pipeline.ask("And in the Senate?", history)
-    rewrite, prompt = llm.calls
+    rewrite, narrow, prompt = llm.calls  # the refusal from the best passages leads to a reading of all
+    assert narrow[:-1] == prompt[:-1]
     assert INSTRUCTION in rewrite[-1]["content"] and "User: And in the Senate?" in rewrite[-1]["content"]
     assert rewrite[:-1] == prompt[:-1]  # the same cached prefix as the answer's prompt
     assert "21 of the 36 seats in the Senate" in prompt[-1]["content"]
@@ -114,7 +167,7 @@ def test_an_unusable_rewrite_falls_back_to_the_previous_question(fake_pipeline) 
 
 
 def test_only_follow_ups_are_rewritten(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("NOT FOUND", "NOT FOUND")
+    pipeline, llm = fake_pipeline("NOT FOUND", narrow_k=0)
     pipeline.ask("How many seats did the MAS win in the Senate?")
     pipeline.ask("How many seats did the MAS win in the Senate?", [("Who won?", "Arce [1].")])
     assert len(llm.calls) == 2 and all(INSTRUCTION not in c[-1]["content"] for c in llm.calls)

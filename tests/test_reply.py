@@ -61,7 +61,8 @@ def test_sources_that_are_not_numbers_are_dropped() -> None:
 
 @pytest.fixture()
 def json_pipeline(fake_pipeline):  # type: ignore[no-untyped-def]
-    return lambda *replies: fake_pipeline(*replies, prompt="json")
+    # all passages in one reading, so that each test's reply is the one answer the pipeline asks for
+    return lambda *replies: fake_pipeline(*replies, prompt="json", narrow_k=0)
 
 
 _run = run_stream
