@@ -253,7 +253,7 @@ def _names(claim: str) -> set[str]:
     found = re.findall(r"(?<![\w’'])[A-ZÀ-Þ][\w’'-]*", " ".join(words))
     terms: set[str] = set()
     for word in found:
-        terms |= key_terms(re.sub(r"[’']s$", "", word))[0]
+        terms |= key_terms(word)[0]
     return terms - _CALENDAR
 
 
@@ -443,14 +443,16 @@ def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage]) ->
 
 
 def off_subject(question: str, citations: Sequence[Citation], passages: Sequence[Passage]) -> bool:
-    """True when the answer's quotes share no key word with the question: they speak of something else.
+    """True when the answer's quotes share no key term with the question: they speak of something else.
 
     The citation check asks whether a passage supports the answer; this asks whether what it
     supports is what was asked. A small model asked for the vice-president can answer "Carlos
     Mesa" from "the Citizen Community party, presided by Carlos Mesa": the passage supports every
-    word of the answer, and none of the question. A quote counts with its article's outlet
-    ("according to Counterfire") and the long names of the acronyms it uses; not with the title,
-    whose words ("Bolivia's election") are in most questions about that article.
+    word of the answer, and none of the question. Words match on their first five letters
+    ("elected", "election"; "voted", "vote"), numbers exactly. A quote counts with its article's
+    outlet ("according to Counterfire"), and acronyms count with their long names, in the quote
+    and in the question alike; not the title, whose words ("Bolivia's election") are in most
+    questions about that article.
 
     >>> from qa.answer import Citation
     >>> mesa = Citation(1, "Bolivia votes", "a.txt", "a#1", "The CC party, presided by Carlos Mesa, got 29 percent.")
@@ -458,11 +460,30 @@ def off_subject(question: str, citations: Sequence[Citation], passages: Sequence
     True
     >>> off_subject("Which party did Carlos Mesa lead?", [mesa], [])
     False
+    >>> off_subject("Who was elected president?", [Citation(1, "", "a.txt", "a#1", "Luis Arce won the election.")], [])
+    False
     """
-    asked = key_terms(question)[0]
-    if not asked or not citations:
+    if not citations:
         return False
-    texts = [c.quote for c in citations]
+    texts = [question] + [c.quote for c in citations]
     notes = glosses(texts + [p.text for p in passages])[: len(texts)]
-    evidence = " ".join(f"{c.quote} {note} {c.outlet}" for c, note in zip(citations, notes, strict=True))
-    return not asked & key_terms(evidence)[0]
+    asked_words, asked_numbers = key_terms(f"{question} {notes[0]}")
+    if not asked_words and not asked_numbers:
+        return False
+    words, numbers = key_terms(" ".join(f"{c.quote} {note} {c.outlet}"
+                                        for c, note in zip(citations, notes[1:], strict=True)))
+    if asked_numbers & numbers:
+        return False
+    return not any(_related(a, b) for a in asked_words for b in words)
+
+
+def _related(a: str, b: str) -> bool:
+    """Two key words of one family: the same first five letters, or all of the shorter one (three or more).
+
+    >>> _related("election", "elect"), _related("voted", "vote"), _related("resign", "resignation")
+    (True, True, True)
+    >>> _related("won", "women"), _related("arce", "arcade")
+    (False, False)
+    """
+    n = min(5, len(a), len(b))
+    return n >= 3 and a[:n] == b[:n] and (n == 5 or n == min(len(a), len(b)))

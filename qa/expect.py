@@ -37,13 +37,17 @@ _AMOUNT = re.compile(
     r"(?:how (?:many|much)|what (?:percentage|share|proportion|fraction|amount|sum|margin|factor))\b", re.IGNORECASE)
 _MONEY = re.compile(r"\bhow much\b.*\b(?:cost|costs|paid|pay|spend|spent|worth|price|money|budget|loan|debt)\b",
                     re.IGNORECASE)
-_MONEY_SIZE = re.compile(_LEAD + r"how (?:large|big|small)\b.*\b(?:loans?|debts?|budgets?|fines?|payments?|"
-                         r"bailouts?|grants?|investments?|bribes?|salar(?:y|ies)|wages?|fees?|ransom)\b", re.IGNORECASE)
+# "How large was the IMF loan": the sum is the question's subject (not "the protest against the loan")
+_MONEY_SIZE = re.compile(_LEAD + r"how (?:large|big|small) (?:was|were|is|are|will be|would be) "
+                         r"(?:the |a |an |their |its |his |her |this |that )?(?:[\w’'-]+ ){0,2}"
+                         r"(?:loans?|debts?|budgets?|fines?|payments?|bailouts?|grants?|investments?|bribes?|"
+                         r"salar(?:y|ies)|wages?|fees?|ransoms?)\b", re.IGNORECASE)
+_PART_OF = re.compile(r"\bhow much of\b|\bgdp\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(?:rise|rose|risen|fall|fell|fallen|grow|grew|grown|increase|increased|decrease|decreased|"
                      r"drop|dropped|shrink|shrank|change|changed|climb|climbed|jump|jumped|go up|go down|went up|"
                      r"went down|cut|reduce|reduced)\b", re.IGNORECASE)
 _CURRENCY = re.compile(r"\d|[$€£¥]|\b(?:dollars?|euros?|pounds?|pesos?|bolivianos?|yuan|yen|rupees?|cents?|"
-                       r"million|billion|trillion|thousand|hundred|free|nothing)\b", re.IGNORECASE)
+                       r"millions?|billions?|trillions?|thousands?|hundreds?|free|nothing)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bhow many\b", re.IGNORECASE)
 _ABOUT_SHARES = re.compile(r"%|\bpercent|\bper cent\b|\bshares?\b|\bproportion|\bpoints?\b|\brates?\b|\bmargin",
                            re.IGNORECASE)
@@ -72,6 +76,17 @@ _TIME_WORDS = re.compile(
     r"afternoon|evening|night|midnight|noon|dawn|dusk|hours?|minutes?|time|times|moment|after|before|during|"
     r"since|until|till|later|earlier|early|late|mid|ago|when|while|once|upon|following|then|now|recently|"
     r"immediately|soon|amid|past|previous|next|last|start|beginning|end|eve)\b", re.IGNORECASE)
+
+
+def _gives_money(question: str, answer: str) -> bool:
+    """Does ``answer`` give a sum of money, or is a change or a share all that ``question`` can mean?
+
+    A percentage is no sum ("the loan was 25%"), unless the question asks about a change ("how
+    much did the price rise"), a share ("how much of the budget", "as a share of GDP") or a rate.
+    """
+    if _CHANGE.search(question) or _ABOUT_SHARES.search(question) or _PART_OF.search(question):
+        return True
+    return bool(_CURRENCY.search(_PERCENT_NUMBER.sub(" ", answer))) or bool(_PART_OF.search(answer))
 
 
 def mismatch(question: str, answer: str) -> str:
@@ -104,13 +119,12 @@ def mismatch(question: str, answer: str) -> str:
     >>> mismatch("Who won?", "Luis Arce won.")
     ''
     """
-    if _MONEY_SIZE.search(question) and not _CURRENCY.search(_PERCENT_NUMBER.sub(" ", answer)):
+    if _MONEY_SIZE.search(question) and not _gives_money(question, answer):
         return "a sum of money was asked for, and the answer gives none"
     if _AMOUNT.search(question):
         if not _ANY_NUMBER.search(answer) and not _NUMBER_WORDS.search(answer):
             return "an amount was asked for, and the answer gives no number"
-        if (_MONEY.search(question) and not _CHANGE.search(question)
-                and not _CURRENCY.search(_PERCENT_NUMBER.sub(" ", answer))):
+        if _MONEY.search(question) and not _gives_money(question, answer):
             return "a sum of money was asked for, and the answer gives none"
         if _COUNT.search(question) and not _ABOUT_SHARES.search(question) and _PERCENT_NUMBER.search(answer):
             asked = set(_ANY_NUMBER.findall(question))

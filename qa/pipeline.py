@@ -178,6 +178,7 @@ class Pipeline:
         narrow = self.settings.narrow_k
         first = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
         messages = build_messages(asked, first, turns, style=self.settings.prompt)
+        timings["readings"] = 1.0  # 2 when a refusal from the best passages led to a reading of all
         reply, held, tokens = yield from self._generate(messages, len(first), started, timings, shown=True)
         answer = self.finish(reply, asked, query, first)
         if not answer.answered and len(first) < len(passages):
@@ -187,6 +188,7 @@ class Pipeline:
             reply, held_again, more = yield from self._generate(messages, len(passages), started, timings,
                                                                 shown=held)
             tokens += more
+            timings["readings"] = 2.0
             answer = self.finish(reply, asked, query, passages)
             held = held and held_again
         answer.passages = list(passages)
@@ -250,8 +252,9 @@ class Pipeline:
 
     def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage]) -> Answer:
         """Turn the model's full reply into a checked :class:`Answer`."""
+        refusal = Answer(REFUSAL, False, [], question, query, list(passages))
         if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
-            return Answer(REFUSAL, False, [], question, query, list(passages))
+            return refusal
         if self.settings.check:
             text, claims = check_citations(raw, passages, self.policy, question)
             text, claims = screen_answer(text, claims, passages, _PROTECTED)
@@ -264,11 +267,11 @@ class Pipeline:
             quote, _, _ = best_quote(passages[number - 1], [question], max_sentences=1)
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
         if self.settings.check and (not claims or mismatch(question, strip_markers(text))):
-            return Answer(REFUSAL, False, [], question, query, list(passages))
+            return refusal
         citations = make_citations(claims, passages)
         # the question with its search text, which holds the previous question of a follow-up
         if self.settings.check and off_subject(f"{question} {query}", citations, passages):
-            return Answer(REFUSAL, False, [], question, query, list(passages))
+            return refusal
         return Answer(text, True, citations, question, query, list(passages))
 
     def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:

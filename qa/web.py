@@ -169,6 +169,9 @@ def _how_html(how: dict[str, Any]) -> str:
         rate = tokens / generating if tokens > 1 and generating > 0 else tokens / total if total > 0 else 0.0
         parts.append(f"First words after {first:.2f} s; whole answer in {total:.2f} s; "
                      f"{int(tokens)} tokens at {rate:.1f} tokens/s.")
+        if num("readings") >= 2:
+            parts.append("The model read the best passages first; they gave no checked answer, so it "
+                         "read all of them.")
         if how.get("model"):
             parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
     else:

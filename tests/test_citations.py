@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,6 +167,18 @@ def test_the_subject_may_be_named_by_the_outlet_or_a_spelled_out_acronym() -> No
     question = "Who heads the Supreme Electoral Tribunal?"
     assert not off_subject(question, [romero], [definition])
     assert off_subject(question, [romero], [])  # "TSE" alone: nothing says what it stands for
+
+
+@pytest.mark.parametrize(("question", "quote"), [
+    ("Who was elected president?", "Luis Arce won the election."),
+    ("How many people voted?", "6,483,893 votes were cast."),
+    ("When did Morales resign?", "His resignation came on 10 November."),
+    ("What happened in 2019?", "In 2019 a coup removed the government."),
+    ("What did the OAS claim?", "The Organisation of American States alleged fraud."),
+])
+def test_a_quote_on_the_subject_in_other_words_is_not_off_subject(question: str, quote: str) -> None:
+    oas = Passage("p", "The Organisation of American States (OAS) sent observers.", "b.txt", "T", "b.txt", 0, 58)
+    assert not off_subject(question, [_cite(quote)], [oas])
 
 
 def test_a_question_without_key_words_or_an_answer_without_citations_is_not_judged() -> None:

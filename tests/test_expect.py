@@ -59,6 +59,11 @@ def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
     ("How big was the loan?", "It was 327 million dollars."),
     ("How large was the crowd?", "Massive."),
     ("How large was the MAS's majority?", "55 percent of the vote."),
+    ("How much of the budget went to health?", "About 30 percent of the budget."),
+    ("How large was the debt?", "80 percent of GDP."),
+    ("How large was the interest rate on the loan?", "5 percent."),
+    ("How big was the cut to the health budget?", "It was cut by 20%."),
+    ("How big was the protest against the IMF loan?", "Tens of thousands marched."),
 ])
 def test_answers_of_the_right_kind(question: str, answer: str) -> None:
     assert mismatch(question, answer) == ""

@@ -115,7 +115,7 @@ def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:
     poverty = f"The rate of extreme poverty was dramatically reduced [{n}]."
     llm.replies = ["NOT FOUND", poverty]
     streamed, answer = _run(pipeline, TURNOUT)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6]
+    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and answer.timings["readings"] == 2
     assert llm.calls[0][:-1] == llm.calls[1][:-1], "both readings share the cached prefix"
     assert answer.answered and answer.text == streamed == poverty, "the second reply streams: nothing was shown"
     assert [c.number for c in answer.citations] == [n]
@@ -130,6 +130,13 @@ def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:
     llm.replies = ["NOT FOUND", "NOT FOUND"]
     streamed, answer = _run(pipeline, TURNOUT)
     assert streamed == answer.text == REFUSAL and not answer.answered
+
+
+def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("NOT FOUND", check=False)
+    _, answer = _run(pipeline, TURNOUT)
+    assert not answer.answered and [len(_passage_lines(c)) for c in llm.calls] == [6]
+    assert answer.timings["readings"] == 1
 
 
 def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # type: ignore[no-untyped-def]

@@ -81,6 +81,19 @@ def test_a_json_reply_streams_its_answer_and_is_checked(json_pipeline) -> None: 
     assert "88.4" in answer.citations[0].quote
 
 
+def test_json_replies_read_the_best_passages_first_too(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder", prompt="json")
+    question = "What participation rate did the massive voter turnout of registered Bolivians reach?"
+    n = next(i for i, p in enumerate(pipeline.retrieve(question), 1) if "extreme poverty" in p.text)
+    poverty = json.dumps({"found": True, "answer": "The rate of extreme poverty was dramatically reduced.",
+                          "sources": [n]})
+    llm.replies = ['{"found": false, "answer": "", "sources": []}', poverty]
+    streamed, answer = _run(pipeline, question)
+    assert llm.schemas == [SCHEMA, SCHEMA]
+    assert streamed == "The rate of extreme poverty was dramatically reduced.", "the second reply streams"
+    assert answer.answered and answer.text == f"The rate of extreme poverty was dramatically reduced [{n}]."
+
+
 def test_a_json_reply_that_found_nothing_is_a_refusal(json_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, _ = json_pipeline('{"found": false, "answer": "", "sources": []}')
     streamed, answer = _run(pipeline, TURNOUT)

@@ -51,6 +51,14 @@ def test_sources_show_title_outlet_and_the_quote_highlighted_in_its_passage() ->
     assert "How this answer was made" in shown and "0.05 s" in shown and "21 tokens at 21.0 tokens/s" in shown
 
 
+def test_a_second_reading_is_told_in_the_how_detail() -> None:
+    timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
+    assert "read all of them" not in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+                                                          timings={**timings, "readings": 1.0}))
+    assert "read all of them" in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+                                                      timings={**timings, "readings": 2.0}))
+
+
 def test_a_refusal_says_so_and_shows_no_sources() -> None:
     shown = render_answer(Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 0.01,
                                                                       "total_s": 0.01}))
