@@ -173,6 +173,5 @@ PRESETS: dict[str, dict[str, Any]] = {
     "json": {"prompt": "json"},
     "wide": {"narrow_k": 0},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
-              "min_score": 0.0,
-              "top_k": 9},
+              "min_score": 0.0, "top_k": 9},
 }
