@@ -20,6 +20,8 @@ from .pipeline import History, Pipeline
 from .rerank import CrossEncoderReranker
 from .store import ChromaStore
 
+CHECK_CONTEXT_TOKENS = 2048  # a check holds a few quoted sentences, a question and an answer
+
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 
@@ -32,6 +34,16 @@ def build_llm(settings: Settings) -> LLM:
                        n_threads_batch=settings.batch_threads)
 
 
+def build_checker(settings: Settings) -> LLM | None:
+    """The model that checks answers (:mod:`qa.verify`): a second context of the local GGUF, so its
+    prompts never push the answering prompt's prefix out of llama.cpp's cache (the weights are
+    mapped from the file once, and shared). ``None``, the answering model itself, for a server."""
+    if settings.llm_url or not (settings.check and settings.verify):
+        return None
+    return LlamaCppLLM(settings.model, n_ctx=CHECK_CONTEXT_TOKENS, n_threads=settings.threads,
+                       n_threads_batch=settings.batch_threads)
+
+
 def build_pipeline(settings: Settings | None = None) -> Pipeline:
     """A pipeline over the real backends: sentence-transformers, Chroma (local or a server) and
     llama.cpp (in-process, or any OpenAI-compatible server)."""
@@ -40,7 +52,7 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     store = ChromaStore(settings.chroma_dir, url=settings.chroma_url, embedder_name=embedder.name)
     reranker = CrossEncoderReranker(settings.reranker_path) if settings.reranker_path else None
     return Pipeline(store=store, embedder=embedder, llm=build_llm(settings), settings=settings,
-                    reranker=reranker)
+                    reranker=reranker, checker=build_checker(settings))
 
 
 def get_pipeline() -> Pipeline:

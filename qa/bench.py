@@ -866,10 +866,11 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         settings = Settings(data_dir=work / "seeds-data", model_path=model, chroma_url=None, llm_url=None)
         settings.max_tokens = options.max_tokens or settings.max_tokens
         settings.top_k = options.top_k or settings.top_k
-        # One reading per question (all passages at once): the bench sets the pipeline's time around
-        # one model call against that call made straight to llama.cpp. A question refused from the
-        # best passages would otherwise count a second reading as the pipeline's overhead.
+        # One model call per question (all passages at once, no check by the model): the bench sets
+        # the pipeline's time around one model call against that call made straight to llama.cpp.
+        # A second reading, or the model's check of the answer, would otherwise count as overhead.
         settings.narrow_k = 0
+        settings.verify = False
         embedder = SentenceTransformerEmbedder(settings.embedder_path)
         if options.seeded_data:
             shutil.copytree(options.seeded_data, settings.data_dir)

@@ -62,6 +62,18 @@ def _env_str(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    """``1``/``0`` (or yes/no, on/off, true/false) from the environment; ``default`` when unset."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "yes", "on", "true"):
+        return True
+    if value in ("0", "no", "off", "false"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}.")
+
+
 def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None:
     """Validate a server URL; with ``api_path``, add it when the URL has no path.
 
@@ -131,6 +143,8 @@ class Settings:
     # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
     # refuses: a small model picks the wrong name out of six passages more often than out of two
     narrow_k: int = 2
+    # after the checks, ask the model whether the quoted sentences answer the question so (qa.verify)
+    verify: bool = field(default_factory=lambda: _env_flag("QA_VERIFY", True))
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
     llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
     llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
@@ -172,6 +186,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "grounded": {"prompt": "grounded"},
     "json": {"prompt": "json"},
     "wide": {"narrow_k": 0},
+    "unverified": {"verify": False},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
               "min_score": 0.0, "top_k": 9},
 }

@@ -15,6 +15,9 @@
         │ an answer of the wrong kind (a percentage for "how many", qa.expect), or one whose
         │ quotes share no word with the question, is refused
         ▼
+    the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
+        │ NO is a refusal
+        ▼
     refused? the model reads all the passages (6), and that reply is checked the same way
         ▼
     Answer(text, answered, citations)
@@ -53,6 +56,7 @@ from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
 from .store import ChromaStore, Passage
+from .verify import confirmed
 
 REFUSAL = "I could not find the answer to this in the articles."
 MAX_QUESTION_CHARS = 2000
@@ -117,6 +121,7 @@ class Pipeline:
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     retriever: Retriever | None = None
     reranker: Reranker | None = None
+    checker: LLM | None = None  # asks whether the quotes answer the question (qa.verify); else ``llm``
 
     def __post_init__(self) -> None:
         if self.retriever is None:
@@ -180,7 +185,7 @@ class Pipeline:
         messages = build_messages(asked, first, turns, style=self.settings.prompt)
         timings["readings"] = 1.0  # 2 when a refusal from the best passages led to a reading of all
         reply, held, tokens = yield from self._generate(messages, len(first), started, timings, shown=True)
-        answer = self.finish(reply, asked, query, first)
+        answer = self.finish(reply, asked, query, first, timings)
         if not answer.answered and len(first) < len(passages):
             # Refused from the best passages: read them all, checked the same way. Streamed only if
             # nothing of the first reply was shown.
@@ -189,7 +194,7 @@ class Pipeline:
                                                                 shown=held)
             tokens += more
             timings["readings"] = 2.0
-            answer = self.finish(reply, asked, query, passages)
+            answer = self.finish(reply, asked, query, passages, timings)
             held = held and held_again
         answer.passages = list(passages)
         answer.question = question
@@ -250,8 +255,9 @@ class Pipeline:
         reply = "".join(raw)
         return (parse_reply(reply).text() if structured else reply), held, tokens
 
-    def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage]) -> Answer:
-        """Turn the model's full reply into a checked :class:`Answer`."""
+    def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage],
+               timings: dict[str, float] | None = None) -> Answer:
+        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``verify_s``."""
         refusal = Answer(REFUSAL, False, [], question, query, list(passages))
         if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
             return refusal
@@ -272,6 +278,13 @@ class Pipeline:
         # the question with its search text, which holds the previous question of a follow-up
         if self.settings.check and off_subject(f"{question} {query}", citations, passages):
             return refusal
+        if self.settings.check and self.settings.verify:
+            started = time.perf_counter()
+            agreed = confirmed(self.checker or self.llm, question, text, citations)
+            if timings is not None:
+                timings["verify_s"] = timings.get("verify_s", 0.0) + time.perf_counter() - started
+            if not agreed:
+                return refusal
         return Answer(text, True, citations, question, query, list(passages))
 
     def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:

@@ -172,6 +172,9 @@ def _how_html(how: dict[str, Any]) -> str:
         if num("readings") >= 2:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
                          "read all of them.")
+        if "verify_s" in how:
+            parts.append(f"The model was then asked whether the quoted sentences answer the question "
+                         f"({num('verify_s'):.2f} s).")
         if how.get("model"):
             parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
     else:
@@ -633,9 +636,10 @@ def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) ->
         print(f"Uploaded articles: {synced.summary()}", flush=True)
     if pipeline.store.count() == 0:
         print("The index is empty: add articles on the page, or run `qa ingest FOLDER`.", flush=True)
-    load = getattr(pipeline.llm, "load", None)
-    if callable(load):
-        load()
+    for model in (pipeline.llm, pipeline.checker):
+        load = getattr(model, "load", None)
+        if callable(load):
+            load()
     pipeline.embedder.embed(["warm up"])
     shown = "<this machine's address>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}"

@@ -59,6 +59,14 @@ def test_a_second_reading_is_told_in_the_how_detail() -> None:
                                                       timings={**timings, "readings": 2.0}))
 
 
+def test_the_models_check_is_told_in_the_how_detail() -> None:
+    timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
+    answer = Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?", timings=timings)
+    assert "quoted sentences answer" not in render_answer(answer)
+    answer.timings = {**timings, "verify_s": 0.8}
+    assert "asked whether the quoted sentences answer the question (0.80 s)" in render_answer(answer)
+
+
 def test_a_refusal_says_so_and_shows_no_sources() -> None:
     shown = render_answer(Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 0.01,
                                                                       "total_s": 0.01}))
