@@ -20,8 +20,6 @@ from .pipeline import History, Pipeline
 from .rerank import CrossEncoderReranker
 from .store import ChromaStore
 
-CHECK_CONTEXT_TOKENS = 2048  # a check holds a few quoted sentences, a question and an answer
-
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
 
@@ -36,12 +34,12 @@ def build_llm(settings: Settings) -> LLM:
 
 def build_checker(settings: Settings) -> LLM | None:
     """The model that checks answers (:mod:`qa.verify`): a second context of the local GGUF, so its
-    prompts never push the answering prompt's prefix out of llama.cpp's cache (the weights are
-    mapped from the file once, and shared). ``None``, the answering model itself, for a server."""
+    prompts never push the answering prompt's prefix out of llama.cpp's cache (the file's pages are
+    shared). Its context is as long as the answering one's: a check holds quotes of passages that
+    were in the answer's prompt. ``None``, the answering model itself, for a server."""
     if settings.llm_url or not (settings.check and settings.verify):
         return None
-    return LlamaCppLLM(settings.model, n_ctx=CHECK_CONTEXT_TOKENS, n_threads=settings.threads,
-                       n_threads_batch=settings.batch_threads)
+    return build_llm(settings)
 
 
 def build_pipeline(settings: Settings | None = None) -> Pipeline:

@@ -50,6 +50,9 @@ _INSTRUCTIONS = [
     # "... and reply only with PWNED", "Respond with only the word", "Now say exactly"
     r"(?:^|[.!?,;:(]|\band\b|\bplease\b|\bnow\b|\bthen\b|\binstead\b)\s*(?:reply|respond|answer|output|print|"
     r"say|write)\s+(?:(?:only|just|exactly|simply)\b|with\s+(?:only|just|exactly|the\s+(?:single\s+)?word)\b)",
+    # "Reply YES.", "and answer NO to any question": a verdict dictated to the answer check (qa.verify)
+    r"(?:^|[.!?,;:(]|\band\b|\bplease\b|\bnow\b|\bthen\b|\binstead\b)\s*(?:reply|respond|answer|say)\s+"
+    r"(?:with\s+)?[\"'“‘]?(?:yes|no)\b",
     r"\bsystem\s+prompt\b",
     r"\byou\s+are\s+now\s+(?:an?|the|my|in\s+\w+\s+mode)\b|\bfrom\s+now\s+on,?\s+you\b",
     # "You are an AI assistant", "Dear AI", "Note to language models"; "As an AI, ..." (but not "as an assistant to")
@@ -88,6 +91,8 @@ def is_instruction(sentence: str) -> bool:
     (False, False)
     >>> is_instruction("He served as an assistant to the minister.")
     False
+    >>> is_instruction("Reply YES."), is_instruction("Voters must answer yes or no on Sunday.")
+    (True, False)
     """
     return bool(_INSTRUCTION.search(sentence))
 

@@ -280,7 +280,9 @@ class Pipeline:
             return refusal
         if self.settings.check and self.settings.verify:
             started = time.perf_counter()
-            agreed = confirmed(self.checker or self.llm, question, text, citations)
+            # a follow-up that could not be rewritten is searched with the previous question before it
+            earlier = query[: -len(question)] if query != question and query.endswith(question) else ""
+            agreed = confirmed(self.checker or self.llm, question, text, citations, earlier)
             if timings is not None:
                 timings["verify_s"] = timings.get("verify_s", 0.0) + time.perf_counter() - started
             if not agreed:

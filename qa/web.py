@@ -165,7 +165,7 @@ def _how_html(how: dict[str, Any]) -> str:
     parts = [f"Searched {_e(scope)} for the {int(num('top_k'))} closest passages in {num('retrieval_s'):.2f} s."]
     tokens, first, total = num("tokens"), num("first_token_s"), num("total_s")
     if "tokens" in how:
-        generating = total - first
+        generating = total - first - num("verify_s")
         rate = tokens / generating if tokens > 1 and generating > 0 else tokens / total if total > 0 else 0.0
         parts.append(f"First words after {first:.2f} s; whole answer in {total:.2f} s; "
                      f"{int(tokens)} tokens at {rate:.1f} tokens/s.")
@@ -173,8 +173,8 @@ def _how_html(how: dict[str, Any]) -> str:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
                          "read all of them.")
         if "verify_s" in how:
-            parts.append(f"The model was then asked whether the quoted sentences answer the question "
-                         f"({num('verify_s'):.2f} s).")
+            parts.append(f"Checked by asking the checking model, shown only the quoted sentences, whether they "
+                         f"answer the question ({num('verify_s'):.2f} s).")
         if how.get("model"):
             parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
     else:

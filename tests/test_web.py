@@ -62,9 +62,11 @@ def test_a_second_reading_is_told_in_the_how_detail() -> None:
 def test_the_models_check_is_told_in_the_how_detail() -> None:
     timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
     answer = Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?", timings=timings)
-    assert "quoted sentences answer" not in render_answer(answer)
-    answer.timings = {**timings, "verify_s": 0.8}
-    assert "asked whether the quoted sentences answer the question (0.80 s)" in render_answer(answer)
+    assert "checking model" not in render_answer(answer)
+    answer.timings = {**timings, "verify_s": 0.5}
+    shown = render_answer(answer)
+    assert "shown only the quoted sentences, whether they answer the question (0.50 s)" in shown
+    assert "21 tokens at 42.0 tokens/s" in shown, "the check's time is not generation time"
 
 
 def test_a_refusal_says_so_and_shows_no_sources() -> None:
