@@ -60,8 +60,10 @@ def qa_serve(seeded_dir: Path, smollm_path: Path, tmp_path_factory: pytest.TempP
     shutil.copytree(seeded_dir, root / "data")
     port = free_port()
     log = root / "serve.log"
+    # Without the model's check of each answer: the 135M model answers NO to nearly every check, which
+    # would turn all eight answers into the same refusal, and a mix-up between users would not show.
     env = {**os.environ, "QA_DATA_DIR": str(root / "data"), "QA_MODEL": str(smollm_path),
-           "QA_MODELS_DIR": str(root / "models")}
+           "QA_MODELS_DIR": str(root / "models"), "QA_VERIFY": "0"}
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
