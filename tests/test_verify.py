@@ -169,9 +169,8 @@ def test_the_real_check_keeps_the_answer_prompt_cached(seeded_pipeline, smollm_p
     passages = pipeline.retrieve(question)
     n = next(i for i, p in enumerate(passages, 1) if "88.4" in p.text)
     timings: dict[str, float] = {}
-    answer = pipeline.finish(f"Turnout was 88.4 percent [{n}].", question, question, passages, timings)
+    pipeline.finish(f"Turnout was 88.4 percent [{n}].", question, question, passages, timings)
     assert "verify_s" in timings, "the lexical checks passed the answer, so the model checked it"
-    assert answer.citations or answer.text == REFUSAL
 
     def cached(llm: LlamaCppLLM) -> str:
         return str(llm.llama.detokenize(llm.llama._input_ids.tolist()).decode(errors="ignore"))
