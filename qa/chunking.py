@@ -32,7 +32,7 @@ _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+(?=[\"'“‘(\[¿¡]?[A-Z0-
 class Chunking:
     """How articles are cut into passages."""
 
-    max_chars: int = 400
+    max_chars: int = 700
     overlap: int = 1  # sentences shared by consecutive passages of one paragraph
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -147,12 +148,19 @@ def _eval(args: argparse.Namespace) -> int:
     presets = list(dict.fromkeys([args.preset, *args.compare]))
     results: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
+    # what was measured: an index left from an earlier ingest (other passage sizes) gives other figures
+    stored = base.store.all_passages()
+    index = {"data_dir": str(base.settings.data_dir), "articles": len({p.article_id for p in stored}),
+             "passages": len(stored),
+             "median_passage_chars": int(statistics.median(len(p.text) for p in stored)) if stored else 0}
+    print(f"Index: {index['passages']} passages of {index['articles']} articles (median "
+          f"{index['median_passage_chars']} characters) in {index['data_dir']}", file=sys.stderr, flush=True)
 
     def write() -> None:
         if args.json:
             args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
-                                             "metrics": results, "records": records}, ensure_ascii=False,
-                                            indent=2))
+                                             "index": index, "metrics": results, "records": records},
+                                            ensure_ascii=False, indent=2))
 
     def report() -> None:
         first = results[presets[0]].get("latency_median_s")

@@ -143,6 +143,8 @@ class Settings:
     # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
     # refuses: a small model picks the wrong name out of six passages more often than out of two
     narrow_k: int = 2
+    # order the passages found by their best sentence's likeness to the question as well (qa.focus)
+    sentence_order: bool = True
     # after the checks, ask the model whether the quoted sentences answer the question so (qa.verify)
     verify: bool = field(default_factory=lambda: _env_flag("QA_VERIFY", True))
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
@@ -187,6 +189,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "json": {"prompt": "json"},
     "wide": {"narrow_k": 0},
     "unverified": {"verify": False},
+    "passage-order": {"sentence_order": False},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
-              "min_score": 0.0, "top_k": 9},
+              "sentence_order": False, "min_score": 0.0, "top_k": 5},
 }

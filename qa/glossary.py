@@ -71,3 +71,37 @@ def glosses(texts: Sequence[str]) -> list[str]:
         used = [a for a in known if a not in own and re.search(rf"\b{re.escape(a)}\b", text)]
         out.append("(" + "; ".join(f"{a}: {known[a]}" for a in used) + ")" if used else "")
     return out
+
+
+_ACRONYM = re.compile(r"\b([A-Z][A-Z0-9]{1,7})(?:s|’s|'s)?\b")
+
+
+def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> list[str]:
+    """Acronyms of the question that the passages define but no cited text names, short or long.
+
+    A question about the "OAS" answered from a passage that never names the Organisation of
+    American States answers about something else: asked for the OAS's secretary general, a small
+    model gives the general secretary of a union. Only acronyms defined in the passages count, so
+    a body the articles write about; "COVID" or "US", which no article spells out, never do.
+
+    >>> defined = ["the Organisation of American States (OAS) cried fraud."]
+    >>> unnamed("Who led the OAS's mission?", ["Huarachi was elected General Secretary."], defined)
+    ['OAS']
+    >>> unnamed("Who led the OAS mission?", ["The Organisation of American States sent Ruiz."], defined)
+    []
+    >>> unnamed("How did COVID spread?", ["The coronavirus spread fast."], defined)
+    []
+    """
+    known: dict[str, set[str]] = {}
+    for text in passages:
+        for acronym, name in definitions(text).items():
+            known.setdefault(acronym, set()).add(name.lower())
+    said = " ".join(cited)
+    lowered = said.lower()
+    out: list[str] = []
+    for acronym in dict.fromkeys(_ACRONYM.findall(question)):
+        if acronym not in known or re.search(rf"\b{re.escape(acronym)}\b", said):
+            continue
+        if not any(name in lowered for name in known[acronym]):
+            out.append(acronym)
+    return out

@@ -2,7 +2,8 @@
 
     question (+ conversation) ──> standalone question: a follow-up is rewritten by the model
         ▼
-    search text ──> passages (Chroma dense + BM25, fused; optionally reranked)
+    search text ──> passages (Chroma dense + BM25, fused; optionally reranked), put in order
+        │ by their best sentence as well (qa.focus)
         │ best passage too far from the question, or a number of the question
         │ in none of the passages: refuse without asking the model
         ▼
@@ -13,7 +14,8 @@
     citation check, then the guard (qa.guard): a sentence that follows or repeats an
         │ instruction found in a passage, or repeats the system prompt, is dropped;
         │ an answer of the wrong kind (a percentage for "how many", qa.expect), or one whose
-        │ quotes share no word with the question, is refused
+        │ quotes share no word with the question, or whose passages never name a body the
+        │ question names by an acronym the passages define ("the OAS"), is refused
         ▼
     the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
         │ NO is a refusal
@@ -48,6 +50,8 @@ from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
 from .expect import mismatch
+from .focus import SentenceRanker
+from .glossary import unnamed
 from .guard import screen_answer
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
@@ -68,6 +72,10 @@ _REFUSAL_PHRASES = re.compile(
 _PROTECTED = protected_shingles()
 
 History = Sequence[Message] | Sequence[tuple[str, str]] | Sequence[list[str]] | None
+
+
+def _titled(passage: Passage) -> str:
+    return f"{passage.title}. {passage.text}"
 
 
 def normalise_history(history: Any) -> list[Message]:
@@ -122,11 +130,14 @@ class Pipeline:
     retriever: Retriever | None = None
     reranker: Reranker | None = None
     checker: LLM | None = None  # asks whether the quotes answer the question (qa.verify); else ``llm``
+    sentences: SentenceRanker | None = None  # orders the passages by their best sentence (qa.focus)
 
     def __post_init__(self) -> None:
         if self.retriever is None:
             self.retriever = Retriever(self.store, self.embedder, KeywordIndex(self.settings.keyword_dir),
                                        reranker=self.reranker)
+        if self.sentences is None:
+            self.sentences = SentenceRanker(self.embedder)
 
     def retrieve(self, question: str, history: Sequence[Message] = (),
                  articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:
@@ -138,7 +149,11 @@ class Pipeline:
         assert self.retriever is not None
         found = self.retriever.retrieve(question, history, k or self.settings.top_k,
                                         mode=self.settings.retrieval, articles=articles)
-        return found.passages, found.best_similarity
+        passages = found.passages
+        if self.settings.sentence_order and self.sentences is not None and self.retriever.reranker is None:
+            # (a cross-encoder, which reads question and passage together, orders them better)
+            passages = self.sentences.order(found.vector, passages)
+        return passages, found.best_similarity
 
     def _evidence_missing(self, question: str, passages: Sequence[Passage], best: float) -> bool:
         """Retrieval evidence that the articles cannot answer: too far, or a number nowhere in them."""
@@ -185,7 +200,7 @@ class Pipeline:
         messages = build_messages(asked, first, turns, style=self.settings.prompt)
         timings["readings"] = 1.0  # 2 when a refusal from the best passages led to a reading of all
         reply, held, tokens = yield from self._generate(messages, len(first), started, timings, shown=True)
-        answer = self.finish(reply, asked, query, first, timings)
+        answer = self.finish(reply, asked, query, first, timings, retrieved=passages)
         if not answer.answered and len(first) < len(passages):
             # Refused from the best passages: read them all, checked the same way. Streamed only if
             # nothing of the first reply was shown.
@@ -256,8 +271,12 @@ class Pipeline:
         return (parse_reply(reply).text() if structured else reply), held, tokens
 
     def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage],
-               timings: dict[str, float] | None = None) -> Answer:
-        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``verify_s``."""
+               timings: dict[str, float] | None = None, retrieved: Sequence[Passage] = ()) -> Answer:
+        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``verify_s``.
+
+        ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
+        best), also count for the acronyms they define.
+        """
         refusal = Answer(REFUSAL, False, [], question, query, list(passages))
         if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
             return refusal
@@ -278,6 +297,9 @@ class Pipeline:
         # the question with its search text, which holds the previous question of a follow-up
         if self.settings.check and off_subject(f"{question} {query}", citations, passages):
             return refusal
+        if self.settings.check and unnamed(question, [_titled(passages[c.number - 1]) for c in citations],
+                                           [p.text for p in [*passages, *retrieved]]):
+            return refusal  # asked about the OAS, answered from a passage that never names it
         if self.settings.check and self.settings.verify:
             started = time.perf_counter()
             # a follow-up that could not be rewritten is searched with the previous question before it

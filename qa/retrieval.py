@@ -32,7 +32,7 @@ import threading
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,7 @@ class Retrieved:
     passages: list[Passage]
     best_similarity: float  # cosine similarity of the best dense match
     query: str
+    vector: list[float] = field(default_factory=list)  # the query's embedding
 
 
 class Retriever:
@@ -269,10 +270,10 @@ class Retriever:
         if mode == "dense" or self.keyword is None:
             if self.reranker is None:
                 dense = self.store.query(vector, k, articles=articles)
-                return Retrieved(dense, dense[0].score if dense else 0.0, query)
+                return Retrieved(dense, dense[0].score if dense else 0.0, query, vector)
             dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles)
             chosen = rerank(self.reranker, query, dense)[:k]
-            return Retrieved(chosen, dense[0].score if dense else 0.0, query)
+            return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector)
         with self._lock:
             self.keyword.ensure_current(self.store)
         dense = self.store.query(vector, self.candidates, articles=articles)
@@ -284,4 +285,4 @@ class Retriever:
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
         chosen = fused[:k]
-        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query)
+        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector)

@@ -110,3 +110,7 @@ def test_qa_eval_runs_the_real_pipeline_on_a_subset(seeded_copy: Path, smollm_pa
     assert metrics["questions"] == 4 and len(report["records"]["default"]) == 4
     assert len(report["records"]["plain"]) == 4 and len(report["records"]["json"]) == 4
     assert {"latency_ratio_vs_plain", "latency_ratio_vs_json"} <= set(metrics)
+    # the index measured, so a run on one left from other passage sizes shows as such
+    assert report["index"]["passages"] == 89 and report["index"]["articles"] == 5
+    assert 400 < report["index"]["median_passage_chars"] <= 700
+    assert "Index: 89 passages of 5 articles" in result.stderr

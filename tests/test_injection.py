@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,11 +173,11 @@ def _injected_folder(root: Path) -> Path:
     return folder
 
 
-def _fake_pipeline(data: Path, *replies: str) -> tuple[Pipeline, FakeLLM]:
+def _fake_pipeline(data: Path, *replies: str, **settings: Any) -> tuple[Pipeline, FakeLLM]:
     embedder = FakeEmbedder()
     llm = FakeLLM(*replies)
     return Pipeline(ChromaStore(data / "chroma", embedder_name=embedder.name), embedder, llm,
-                    Settings(data_dir=data)), llm
+                    Settings(data_dir=data, **settings)), llm
 
 
 def test_hidden_instructions_never_reach_the_index(injected_fake: tuple[Path, Path]) -> None:
@@ -209,7 +210,8 @@ def test_a_model_that_obeys_the_injection_still_gives_no_such_answer(injected_fa
 
 def test_the_supported_part_of_an_obedient_answer_stands(injected_fake: tuple[Path, Path]) -> None:
     _, data = injected_fake
-    pipeline, llm = _fake_pipeline(data, "placeholder")
+    # all passages read at once, so the instruction is in front of the model that obeys it
+    pipeline, llm = _fake_pipeline(data, "placeholder", narrow_k=0)
     passages = pipeline.retrieve(INJECTED_QUESTION)
     n = next(i for i, p in enumerate(passages, 1) if "peaceful and transparent" in p.text)
     m = next(i for i, p in enumerate(passages, 1) if "PWNED" in p.text)

@@ -84,7 +84,8 @@ def test_an_answer_whose_quote_is_about_something_else_is_refused(fake_pipeline)
     # "Carlos Mesa" is in a passage, so the citation check passes it, but that passage's sentence
     # about him says nothing of the vice-presidency.
     pipeline, _ = fake_pipeline()
-    passages = pipeline.retrieve("Carlos Mesa presided the Citizen Community; sworn in as vice-president respectively")
+    passages = pipeline.retrieve("The MAS got a distance of over 26 points against the Citizen Community party, "
+                                 "presided by Carlos Mesa; sworn in as president and vice-president respectively")
     mesa = next(i for i, p in enumerate(passages, 1) if "presided by Carlos Mesa" in p.text)
     sworn = next(i for i, p in enumerate(passages, 1) if "vice-president respectively" in p.text)
     question = "Who became Bolivia's vice-president alongside Luis Arce?"
@@ -92,6 +93,26 @@ def test_an_answer_whose_quote_is_about_something_else_is_refused(fake_pipeline)
     assert not answer.answered and answer.citations == []
     answer = pipeline.finish(f"David Choquehuanca [{sworn}].", question, question, passages)
     assert answer.answered and "vice-president" in answer.citations[0].quote
+
+
+def test_an_answer_from_a_passage_that_never_names_the_body_asked_about_is_refused(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # "General Secretary" of a union, given for the OAS's: the passages define "OAS", the
+    # cited one never names it. Both the best passages and all six are read, and both refused.
+    question = "Who was General Secretary of the OAS that hurled accusations of electoral fraud?"
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(question)
+    assert any("Organisation of American States (OAS)" in p.text for p in passages)
+    union = next(i for i, p in enumerate(passages, 1) if "General Secretary" in p.text)
+    assert "OAS" not in passages[union - 1].text
+    llm.replies = [f"Juan Carlos Huarachi [{union}]."] * 2
+    _, answer = _run(pipeline, question)
+    assert not answer.answered and answer.citations == []
+    assert answer.timings["readings"] == 2
+
+    # the same reply to a question about the union is an answer
+    answer = pipeline.finish(f"Juan Carlos Huarachi [{union}].", "Who was elected General Secretary of the COB?",
+                             "Who was elected General Secretary of the COB?", passages)
+    assert answer.answered and "Huarachi" in answer.citations[0].quote
 
 
 def _passage_lines(messages) -> list[str]:  # type: ignore[no-untyped-def]
@@ -198,3 +219,14 @@ def test_overlong_question_is_refused_before_the_model(fake_pipeline) -> None:  
     with pytest.raises(QAError, match="limited to"):
         pipeline.ask("why " * 30000)
     assert llm.calls == []
+
+
+def test_a_decade_matches_however_it_is_written(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # The question's "1990s" is the article's "the 90s": the number is there, so the model is asked.
+    question = "Which agencies did Morales fight in the 1990s as leader of the coca growers' union?"
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(question)
+    n = next(i for i, p in enumerate(passages, 1) if "in the 90s" in p.text)
+    llm.replies = [f"He fought USAID and the DEA [{n}]."]
+    _, answer = _run(pipeline, question)
+    assert answer.answered and "USAID" in answer.text and llm.calls

@@ -16,7 +16,7 @@ from qa.rewrite import QUESTION_SCHEMA
 
 from .fakes import run_stream
 
-TURNOUT = "What was the voter turnout in the October 2020 election?"
+TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
 
 
 @settings(max_examples=200, deadline=None)

@@ -60,7 +60,7 @@ def test_the_reranker_reorders_the_fused_candidates(articles_dir: Path, tmp_path
     plain = Retriever(store, embedder, KeywordIndex(data / "keyword"))
     judge = MentionsReranker("Kaliman")
     reranked = Retriever(store, embedder, KeywordIndex(data / "keyword"), reranker=judge, rerank_candidates=12)
-    question = "Which commanders told Morales to resign?"
+    question = "Which former commanders face trial?"  # the fused search ranks Kaliman's passage second
     before = plain.retrieve(question, [], k=4).passages
     after = reranked.retrieve(question, [], k=4).passages
     assert judge.seen == [12]

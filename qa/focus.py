@@ -1,0 +1,96 @@
+"""Passages put in order by their best sentence.
+
+Retrieval ranks whole passages, and a passage of five sentences about the
+election can outrank the one whose single sentence answers the question ("the
+RPO's (indigenous social movement radio stations) had taken the Minister's
+attention"). The model reads the best two passages first (``narrow_k``), so
+that order decides what it reads. Here each passage's sentences are embedded
+on their own, with the long names of the acronyms they use, and the passages
+reordered by reciprocal rank fusion of their retrieval rank and the rank of
+their best sentence's similarity to the question. The set of passages is
+unchanged; only its order moves.
+
+Sentence vectors are cached by text, so a passage met again costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from .chunking import sentence_spans
+from .embedder import Embedder
+from .glossary import glosses
+from .retrieval import RRF_K
+from .store import Passage
+
+
+def fuse_orders(best: Sequence[float], k: int = RRF_K) -> list[int]:
+    """Indices of passages given in retrieval order, reordered by fusion with their best-sentence scores.
+
+    Reciprocal rank fusion of the two ranks; a tie keeps the retrieval order.
+
+    >>> fuse_orders([0.2, 0.3, 0.9, 0.1])  # the third passage's best sentence lifts it to second
+    [0, 2, 1, 3]
+    >>> fuse_orders([0.5, 0.4, 0.3])
+    [0, 1, 2]
+    """
+    by_sentence = sorted(range(len(best)), key=lambda i: (-best[i], i))
+    sentence_rank = {i: r for r, i in enumerate(by_sentence)}
+    return sorted(range(len(best)), key=lambda i: (-(1 / (k + i) + 1 / (k + sentence_rank[i])), i))
+
+
+def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
+    """Each passage's sentences, each followed by the long names of acronyms other passages define.
+
+    >>> from qa.store import Passage
+    >>> a = Passage("a", "The Supreme Electoral Tribunal (TSE) met. It counted.", "x", "T", "x.txt", 0, 52)
+    >>> b = Passage("b", "The TSE’s president spoke.", "x", "T", "x.txt", 60, 86)
+    >>> for sentences in passage_sentences([a, b]): print(sentences)
+    ['The Supreme Electoral Tribunal (TSE) met.', 'It counted.']
+    ['The TSE’s president spoke. (TSE: Supreme Electoral Tribunal)']
+    """
+    notes = glosses([p.text for p in passages])
+    out = []
+    for passage, note in zip(passages, notes, strict=True):
+        sentences = [passage.text[start:end] for start, end in sentence_spans(passage.text)] or [passage.text]
+        out.append([f"{s} {note}" if note else s for s in sentences])
+    return out
+
+
+class SentenceRanker:
+    """Reorders passages by their best sentence (see the module's note), with sentence vectors cached."""
+
+    def __init__(self, embedder: Embedder, cache_size: int = 20_000) -> None:
+        self.embedder = embedder
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _vectors(self, sentences: Sequence[str]) -> list[list[float]]:
+        with self._lock:
+            missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        fresh = dict(zip(missing, self.embedder.embed(missing), strict=True)) if missing else {}
+        with self._lock:
+            for sentence, vector in fresh.items():
+                self._cache[sentence] = vector
+            out = []
+            for sentence in sentences:
+                self._cache.move_to_end(sentence)
+                out.append(self._cache[sentence])
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return out
+
+    def order(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
+        """``passages`` (in retrieval order) reordered by fusion with their best sentence's similarity."""
+        if len(passages) < 2 or not question_vector:
+            return list(passages)
+        groups = passage_sentences(passages)
+        vectors = iter(self._vectors([s for group in groups for s in group]))
+        best = []
+        for group in groups:
+            best.append(max(sum(a * b for a, b in zip(question_vector, next(vectors), strict=True))
+                            for _ in group))
+        return [passages[i] for i in fuse_orders(best)]
