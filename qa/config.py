@@ -180,7 +180,9 @@ class Settings:
 
 # Named settings for `qa eval --preset`. "plain" is the simple pipeline the
 # project started from: dense retrieval only, a plain "cite the passages"
-# prompt, citations not checked. "grounded" and "json" name the two answer
+# prompt, citations not checked, no best-sentence order, and 5 passages of
+# 700 characters, as much text as 4 of 900 (runs before docs/quality.md's
+# step 8 read 9). "grounded" and "json" name the two answer
 # formats of the checked pipeline: prose with [n] markers, or a reply held to
 # a JSON schema by llama.cpp's grammar (qa.reply).
 PRESETS: dict[str, dict[str, Any]] = {

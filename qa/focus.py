@@ -42,7 +42,10 @@ def fuse_orders(best: Sequence[float], k: int = RRF_K) -> list[int]:
 
 
 def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
-    """Each passage's sentences, each followed by the long names of acronyms other passages define.
+    """Each passage's sentences, each followed by the long names of the acronyms its passage uses bare.
+
+    The note is the passage's (:func:`qa.glossary.glosses`), so every sentence of a passage that
+    uses "TSE" carries it: the passage, not only the sentence, is about the tribunal.
 
     >>> from qa.store import Passage
     >>> a = Passage("a", "The Supreme Electoral Tribunal (TSE) met. It counted.", "x", "T", "x.txt", 0, 52)
@@ -70,27 +73,27 @@ class SentenceRanker:
 
     def _vectors(self, sentences: Sequence[str]) -> list[list[float]]:
         with self._lock:
-            missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+            have = {s: self._cache[s] for s in sentences if s in self._cache}
+        missing = list(dict.fromkeys(s for s in sentences if s not in have))
         fresh = dict(zip(missing, self.embedder.embed(missing), strict=True)) if missing else {}
-        with self._lock:
-            for sentence, vector in fresh.items():
-                self._cache[sentence] = vector
-            out = []
-            for sentence in sentences:
+        found = have | fresh
+        with self._lock:  # another thread may have added or evicted entries meanwhile
+            for sentence in dict.fromkeys(sentences):
+                self._cache[sentence] = found[sentence]
                 self._cache.move_to_end(sentence)
-                out.append(self._cache[sentence])
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-            return out
+        return [found[s] for s in sentences]
 
     def order(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
         """``passages`` (in retrieval order) reordered by fusion with their best sentence's similarity."""
         if len(passages) < 2 or not question_vector:
             return list(passages)
         groups = passage_sentences(passages)
-        vectors = iter(self._vectors([s for group in groups for s in group]))
-        best = []
+        vectors = self._vectors([s for group in groups for s in group])
+        similarity = [sum(a * b for a, b in zip(question_vector, v, strict=True)) for v in vectors]
+        best, start = [], 0
         for group in groups:
-            best.append(max(sum(a * b for a, b in zip(question_vector, next(vectors), strict=True))
-                            for _ in group))
+            best.append(max(similarity[start:start + len(group)]))
+            start += len(group)
         return [passages[i] for i in fuse_orders(best)]

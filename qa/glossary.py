@@ -55,20 +55,32 @@ def definitions(text: str) -> dict[str, str]:
     return found
 
 
+def _known(texts: Sequence[str]) -> dict[str, list[str]]:
+    """Every acronym the texts define, with its long names (the first one found first)."""
+    known: dict[str, list[str]] = {}
+    for text in texts:
+        for acronym, name in definitions(text).items():
+            names = known.setdefault(acronym, [])
+            if name not in names:
+                names.append(name)
+    return known
+
+
+def _uses(acronym: str, text: str) -> bool:
+    return re.search(rf"\b{re.escape(acronym)}\b", text) is not None
+
+
 def glosses(texts: Sequence[str]) -> list[str]:
     """For each text, the definitions it lacks of acronyms it uses, taken from the other texts.
 
     >>> glosses(["The Bolivian Supreme Electoral Tribunal (TSE) counted.", "The TSE’s president spoke."])
     ['', '(TSE: Supreme Electoral Tribunal)']
     """
-    known: dict[str, str] = {}
-    for text in texts:
-        for acronym, name in definitions(text).items():
-            known.setdefault(acronym, name)
+    known = {acronym: names[0] for acronym, names in _known(texts).items()}
     out = []
     for text in texts:
         own = definitions(text)
-        used = [a for a in known if a not in own and re.search(rf"\b{re.escape(a)}\b", text)]
+        used = [a for a in known if a not in own and _uses(a, text)]
         out.append("(" + "; ".join(f"{a}: {known[a]}" for a in used) + ")" if used else "")
     return out
 
@@ -91,17 +103,30 @@ def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> lis
     []
     >>> unnamed("How did COVID spread?", ["The coronavirus spread fast."], defined)
     []
+
+    A long name counts in either spelling and across a line break; a question in capitals has no
+    acronyms to go by.
+
+    >>> unnamed("Who led the OAS mission?", ["The Organization of American\\nStates sent Ruiz."], defined)
+    []
+    >>> unnamed("WHO LED THE OAS MISSION?", ["Huarachi was elected General Secretary."], defined)
+    []
     """
-    known: dict[str, set[str]] = {}
-    for text in passages:
-        for acronym, name in definitions(text).items():
-            known.setdefault(acronym, set()).add(name.lower())
-    said = " ".join(cited)
-    lowered = said.lower()
+    words = question.split()
+    if sum(w.isupper() for w in words) * 2 > len(words):
+        return []
+    known = _known(passages)
+    said = " ".join(" ".join(cited).split())
+    folded = _spelling(said)
     out: list[str] = []
     for acronym in dict.fromkeys(_ACRONYM.findall(question)):
-        if acronym not in known or re.search(rf"\b{re.escape(acronym)}\b", said):
+        if acronym not in known or _uses(acronym, said):
             continue
-        if not any(name in lowered for name in known[acronym]):
+        if not any(_spelling(name) in folded for name in known[acronym]):
             out.append(acronym)
     return out
+
+
+def _spelling(text: str) -> str:
+    """Lower case, with British and American "-isation"/"-ization" alike."""
+    return re.sub(r"is(ations?|ed|ing|e)\b", r"iz\1", text.lower())

@@ -34,7 +34,7 @@ def test_a_passage_whose_one_sentence_answers_moves_up_and_the_set_stays() -> No
     assert sorted(p.id for p in ordered) == sorted(p.id for p in passages)
 
 
-def test_sentence_vectors_are_embedded_once() -> None:
+def test_sentence_vectors_are_embedded_once_and_the_least_used_go_first() -> None:
     embedder = FakeEmbedder()
     ranker = SentenceRanker(embedder, cache_size=100)
     passages = [_passage(0, LONG), _passage(1, ANSWER)]
@@ -44,8 +44,10 @@ def test_sentence_vectors_are_embedded_once() -> None:
     assert ranker.order(vector, passages) == first
     assert len(embedder.calls) == calls  # all from the cache
     small = SentenceRanker(embedder, cache_size=2)
-    small.order(vector, passages)
-    assert len(small._cache) == 2
+    small._vectors(["a", "b"])
+    small._vectors(["a"])  # used again: "b" is now the oldest
+    small._vectors(["c"])
+    assert list(small._cache) == ["a", "c"]
 
 
 def test_fewer_than_two_passages_or_no_vector_keep_their_order() -> None:
@@ -71,8 +73,9 @@ def test_the_pipeline_orders_by_sentence_unless_told_not_to(fake_pipeline) -> No
                      Settings(data_dir=pipeline.settings.data_dir, sentence_order=False))
     by_passage = plain.retrieve(question)
     assert sorted(p.id for p in by_sentence) == sorted(p.id for p in by_passage)
+    assert [p.id for p in by_sentence] != [p.id for p in by_passage], "the order moved"
     rpo = next(i for i, p in enumerate(by_sentence) if "radio stations" in p.text)
-    assert rpo <= next(i for i, p in enumerate(by_passage) if "radio stations" in p.text)
+    assert rpo < pipeline.settings.narrow_k, "the passage that answers is read first"
 
 
 def test_with_the_real_embedder_the_answering_passage_is_read_first(seeded_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -88,3 +91,23 @@ def test_with_the_real_embedder_the_answering_passage_is_read_first(seeded_dir: 
     assert sorted(p.id for p in on) == sorted(p.id for p in off)
     assert any("radio stations" in p.text for p in on[:settings.narrow_k])
     assert not any("radio stations" in p.text for p in off[:settings.narrow_k])
+
+
+def test_a_sentence_evicted_by_another_thread_meanwhile_is_no_error() -> None:
+    class Busy(FakeEmbedder):
+        """Fills the cache from "another thread" while it embeds."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ranker: SentenceRanker | None = None
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            if self.ranker is not None and texts == ["B."]:
+                self.ranker._vectors(["X.", "Y."])  # evicts "A."
+            return super().embed(texts)
+
+    embedder = Busy()
+    ranker = SentenceRanker(embedder, cache_size=2)
+    ranker._vectors(["A."])
+    embedder.ranker = ranker
+    assert len(ranker._vectors(["A.", "B."])) == 2
