@@ -55,6 +55,15 @@ def marker_numbers(inner: str) -> list[int]:
     return [int(n) for n in _NUMBER.findall(inner) if len(n) <= 6]  # no passage has a 7-digit number
 
 
+def renumber(text: str, numbers: dict[int, int]) -> str:
+    """Rewrite each ``[n]`` marker as ``[numbers[n]]`` (markers already normalised to ``[n]`` runs).
+
+    >>> renumber("MAS got 3,393,978 votes [1][2].", {1: 4, 2: 6})
+    'MAS got 3,393,978 votes [4][6].'
+    """
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{numbers.get(int(m.group(1)), int(m.group(1)))}]", text)
+
+
 def normalise_markers(text: str, n_passages: int) -> str:
     """Rewrite markers as ``[n]`` runs and remove numbers outside ``1..n_passages``.
 
@@ -229,7 +238,7 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
         # around the ones that hold its new numbers, not against the whole passage.
         w_words, w_numbers = key_terms(number_context(passage_text, novel_numbers))
         score = min(score, _coverage(words, numbers, w_words, w_numbers, novel_numbers))
-        names = _names(claim)
+        names = proper_names(claim)
         if names and len(names & w_words) / len(names) < 0.5:
             score = min(score, len(names & w_words) / len(names) / 2)
     return round(score, 4)
@@ -239,12 +248,12 @@ _CALENDAR = frozenset(_stem(w) for w in """january february march april may june
 november december monday tuesday wednesday thursday friday saturday sunday""".split())
 
 
-def _names(claim: str) -> set[str]:
+def proper_names(claim: str) -> set[str]:
     """The claim's capitalised words (names of people, parties, places), as key terms.
 
-    >>> sorted(_names("In 2020 Luis Camacho's party won 13 percent in October."))
+    >>> sorted(proper_names("In 2020 Luis Camacho's party won 13 percent in October."))
     ['camacho', 'luis']
-    >>> _names("Turnout was 88.4 percent.")
+    >>> proper_names("Turnout was 88.4 percent.")
     set()
     """
     words = claim.split()

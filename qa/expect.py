@@ -20,6 +20,11 @@ the answer with the question's:
   date, time word ("in the spring", "after the count", "recently") or
   number gives none.
 
+When the model answers a count with a share although a passage gives the count
+("3,393,978 votes" beside "55 percent of the votes"), :func:`counts_of` finds
+the passages that state a count of what is asked, for one more reading of
+those alone.
+
 Only the opening of the question counts ("Who decided how many troops to
 send?" asks who), and any other question is taken to be answered in kind: a
 wrongly refused answer costs the user more than a missed mismatch. Pure and deterministic;
@@ -135,3 +140,46 @@ def mismatch(question: str, answer: str) -> str:
     if _TIME.search(question) and not _TIME_WORDS.search(answer) and not _NUMBER_WORDS.search(answer):
         return "a time was asked for, and the answer gives none"
     return ""
+
+
+_COUNTED = re.compile(_LEAD + r"(?:(?:in|by|for|of|about|to|from|with)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
+                      re.IGNORECASE)
+_SHARE_WORDS = frozenset("percent per % cent share shares percentage points point of the".split())
+
+
+def counted(question: str) -> str:
+    """The noun that a "how many" question counts, singular; ``""`` for any other question.
+
+    >>> counted("How many votes did the MAS and Citizen Community each get?"), counted("And how many people died?")
+    ('vote', 'people')
+    >>> counted("How many percent voted?"), counted("Who won?"), counted("What share of votes?")
+    ('', '', '')
+    """
+    found = _COUNTED.search(question)
+    noun = (found.group("noun") or "").lower() if found else ""
+    if noun in _SHARE_WORDS or _ABOUT_SHARES.search(question):
+        return ""
+    return noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
+
+
+def counts_of(question: str, text: str) -> bool:
+    """Does ``text`` state a count of what "how many" ``question`` asks about: a number just before the noun?
+
+    The number is in digits or words and is no year; at most two words stand between it and the
+    noun, and none of them makes it a share ("55 percent of the votes").
+
+    >>> q = "How many votes did the MAS get?"
+    >>> counts_of(q, "Overall, the MAS reached 3,393,978 votes."), counts_of(q, "It won 55 percent of the votes.")
+    (True, False)
+    >>> counts_of("How many people were killed?", "a massacre in which thirty-seven people were killed")
+    True
+    >>> counts_of("How many people were killed?", "In 2019 people were killed."), counts_of("Who won?", "3 votes")
+    (False, False)
+    """
+    noun = counted(question)
+    if not noun:
+        return False
+    number = rf"(?<![\w.,])(?:\d[\d,]*(?:\.\d+)?|(?:{_CARDINALS})(?:-(?:{_CARDINALS}))?)"
+    between = r"(?:\s+(?!(?:percent|per|of)\b)[\w’'-]+){0,2}?"
+    found = re.finditer(rf"({number}){between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE)
+    return any(not _YEAR.fullmatch(m.group(1)) for m in found)

@@ -20,7 +20,9 @@
     the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
         │ NO is a refusal
         ▼
-    refused? the model reads all the passages (6), and that reply is checked the same way
+    refused? the model reads all the passages (6), and that reply is checked the same way;
+        │ refused again, after a share given for "how many", it reads the passages that
+        │ state such a count (qa.expect.counts_of)
         ▼
     Answer(text, answered, citations)
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .answer import Answer
@@ -45,11 +47,13 @@ from .citations import (
     key_terms,
     make_citations,
     off_subject,
+    proper_names,
+    renumber,
 )
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .expect import mismatch
+from .expect import counts_of, mismatch
 from .focus import SentenceRanker
 from .glossary import unnamed
 from .guard import screen_answer
@@ -196,21 +200,32 @@ class Pipeline:
             return
 
         narrow = self.settings.narrow_k
-        first = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
-        messages = build_messages(asked, first, turns, style=self.settings.prompt)
-        timings["readings"] = 1.0  # 2 when a refusal from the best passages led to a reading of all
-        reply, held, tokens = yield from self._generate(messages, len(first), started, timings, shown=True)
-        answer = self.finish(reply, asked, query, first, timings, retrieved=passages)
-        if not answer.answered and len(first) < len(passages):
-            # Refused from the best passages: read them all, checked the same way. Streamed only if
-            # nothing of the first reply was shown.
-            messages = build_messages(asked, passages, turns, style=self.settings.prompt)
-            reply, held_again, more = yield from self._generate(messages, len(passages), started, timings,
-                                                                shown=held)
+        reading = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
+        read: list[list[Passage]] = []
+        held, tokens, wrong_kind = True, 0, False
+        while True:
+            # Each reading after the first is streamed only if nothing of the earlier ones was shown.
+            messages = build_messages(asked, reading, turns, style=self.settings.prompt)
+            reply, held_now, more = yield from self._generate(messages, len(reading), started, timings,
+                                                              shown=held)
             tokens += more
-            timings["readings"] = 2.0
-            answer = self.finish(reply, asked, query, passages, timings)
-            held = held and held_again
+            held = held and held_now
+            read.append(list(reading))
+            timings["readings"] = float(len(read))
+            answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
+            if answer.answered or not self.settings.check:
+                break
+            wrong_kind = wrong_kind or bool(reply.strip() and not _REFUSAL_PHRASES.match(reply.strip())
+                                            and mismatch(asked, strip_markers(reply)))
+            following = self._next_reading(asked, passages, read, wrong_kind)
+            if following is None:
+                break
+            reading = following
+        if answer.answered:
+            # the markers point into the list of every passage found, of which this reading may be a part
+            numbers = {n: [p.id for p in passages].index(p.id) + 1 for n, p in enumerate(reading, 1)}
+            answer.text = renumber(answer.text, numbers)
+            answer.citations = [replace(c, number=numbers[c.number]) for c in answer.citations]
         answer.passages = list(passages)
         answer.question = question
         timings.setdefault("first_token_s", time.perf_counter() - started)
@@ -220,6 +235,22 @@ class Pipeline:
         if held:
             yield answer.text
         yield answer
+
+    def _next_reading(self, question: str, passages: Sequence[Passage], read: Sequence[Sequence[Passage]],
+                      wrong_kind: bool) -> list[Passage] | None:
+        """What the model reads after a refusal, or ``None``: all the passages after the best ones; then,
+        when a reply gave a share where a count was asked, the passages that state such a count and name
+        what the question names."""
+        if len(read) == 1 and len(read[0]) < len(passages):
+            return list(passages)
+        if wrong_kind:
+            # a count of the noun alone could be anyone's: the passage must also name whom the question names
+            names = proper_names(question)
+            counting = [p for p in passages if counts_of(question, p.text)
+                        and names <= key_terms(f"{p.title} {p.text}")[0]][:max(1, self.settings.narrow_k)]
+            if counting and counting not in [list(r) for r in read]:
+                return counting
+        return None
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
                   shown: bool) -> Generator[str, None, tuple[str, bool, int]]:

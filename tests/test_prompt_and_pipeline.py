@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from qa.citations import check_citations
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
-from qa.prompt import SYSTEM_PROMPT, build_messages
+from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages
 from qa.rewrite import INSTRUCTION
 from qa.store import Passage
 
@@ -27,6 +28,22 @@ def test_prompt_puts_the_constant_part_first() -> None:
     assert last.startswith("Passages:\n[1] (Vote) Turnout was 88.4%.")
     assert "User: Q1\nYou: A1." in last and "[1]." not in last.split("Earlier")[1]
     assert len(last) < 500 and last.endswith("Question: And then?")
+
+
+def test_worked_examples_pass_the_citation_check() -> None:
+    # The model copies the worked examples' form, so each answer must be one the checks keep as it is:
+    # every marker supported by its passage.
+    refusals = 0
+    for asked, answered in EXAMPLES:
+        listed, question = asked.removeprefix("Passages:\n").split("\n\nQuestion: ")
+        texts = [line.split(") ", 1)[1] for line in listed.split("\n\n")]
+        passages = [Passage(str(n), t, "x", "Town paper", "x.txt", 0, len(t)) for n, t in enumerate(texts)]
+        if answered == NOT_FOUND:
+            refusals += 1
+            continue
+        text, claims = check_citations(answered, passages, question=question)
+        assert text == answered and claims, (question, text)
+    assert refusals == 1
 
 
 def test_plain_prompt_for_comparison() -> None:
@@ -151,6 +168,32 @@ def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:
     llm.replies = ["NOT FOUND", "NOT FOUND"]
     streamed, answer = _run(pipeline, TURNOUT)
     assert streamed == answer.text == REFUSAL and not answer.answered
+
+
+def test_a_share_given_for_a_count_leads_to_a_reading_of_the_passages_that_count(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    question = "How many votes did the MAS and the Citizen Community each get overall?"
+    passages = pipeline.retrieve(question)
+    n = next(i for i, p in enumerate(passages, 1) if "3,393,978 votes" in p.text)
+    share = next(i for i, p in enumerate(passages, 1) if "55 percent of the votes" in p.text)
+    assert share < n <= 6
+    shares = f"The MAS got over 55 percent of the votes [{share}]."
+    llm.replies = [shares, shares, "The MAS reached 3,393,978 votes [1]."]
+    _, answer = _run(pipeline, question)
+    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6, 1] and answer.timings["readings"] == 3
+    assert "3,393,978 votes" in _passage_lines(llm.calls[2])[0]
+    # the marker points into the list of all passages found, where the counting passage is n-th
+    assert answer.answered and answer.text == f"The MAS reached 3,393,978 votes [{n}]."
+    assert [c.number for c in answer.citations] == [n] and answer.passages[n - 1].text.count("3,393,978")
+
+    # a refusal in words reads no third time; nor does a count of votes that never names whom it counts
+    camacho = "How many votes did Luis Camacho and the Citizen Community each get overall?"
+    assert any("1,775,943 votes" in p.text for p in pipeline.retrieve(camacho))
+    for asked, replies in ((question, ["NOT FOUND"]), (camacho, ["Luis Camacho got 13 percent of the vote [1]."])):
+        llm.calls.clear()
+        llm.replies = replies
+        _, answer = _run(pipeline, asked)
+        assert len(llm.calls) == 2 and not answer.answered
 
 
 def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
