@@ -141,7 +141,8 @@ class Settings:
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
     # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
-    # refuses: a small model picks the wrong name out of six passages more often than out of two
+    # refuses: a small model picks the wrong name out of six passages more often than out of two.
+    # (After a share given for "how many", up to `narrow_k` passages that state the count; 0: one reading.)
     narrow_k: int = 2
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True

@@ -136,15 +136,28 @@ def mismatch(question: str, answer: str) -> str:
             rest = _PERCENT_NUMBER.sub(" ", answer)
             counts = [n for n in _ANY_NUMBER.findall(rest) if n not in asked and not _YEAR.fullmatch(n)]
             if not counts and not _COUNT_WORDS.search(rest):
-                return "a count was asked for, and the answer gives only a percentage"
+                return SHARE_FOR_COUNT
     if _TIME.search(question) and not _TIME_WORDS.search(answer) and not _NUMBER_WORDS.search(answer):
         return "a time was asked for, and the answer gives none"
     return ""
 
 
-_COUNTED = re.compile(_LEAD + r"(?:(?:in|by|for|of|about|to|from|with)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
-                      re.IGNORECASE)
-_SHARE_WORDS = frozenset("percent per % cent share shares percentage points point of the".split())
+SHARE_FOR_COUNT = "a count was asked for, and the answer gives only a percentage"
+
+_COUNTED = re.compile(
+    _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
+    r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
+    re.IGNORECASE)
+# what follows "how many" without being the thing counted ("How many did…", "How many more votes…")
+_NOT_COUNTED = frozenset("""percent per cent share shares percentage points point of the did do does was were is are
+have has had will would can could more fewer less times""".split())
+_NUMBERS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+            r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
+            r"thousand|million|billion")
+_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+# a word between a number and the noun that makes the number something else: a share ("55 percent
+# of the votes"), a date ("20 October"), or another count ("9 departments and votes")
+_NOT_BETWEEN = rf"percent|per|cent|points?|of|and|or|in|on|at|to|from|by|for|with|than|{_MONTHS}"
 
 
 def counted(question: str) -> str:
@@ -154,10 +167,12 @@ def counted(question: str) -> str:
     ('vote', 'people')
     >>> counted("How many percent voted?"), counted("Who won?"), counted("What share of votes?")
     ('', '', '')
+    >>> counted("How many did the MAS get?"), counted("Roughly how many Bolivians voted?")
+    ('', 'bolivian')
     """
     found = _COUNTED.search(question)
-    noun = (found.group("noun") or "").lower() if found else ""
-    if noun in _SHARE_WORDS or _ABOUT_SHARES.search(question):
+    noun = found.group("noun").lower() if found else ""
+    if noun in _NOT_COUNTED or _ABOUT_SHARES.search(question):
         return ""
     return noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
 
@@ -165,21 +180,27 @@ def counted(question: str) -> str:
 def counts_of(question: str, text: str) -> bool:
     """Does ``text`` state a count of what "how many" ``question`` asks about: a number just before the noun?
 
-    The number is in digits or words and is no year; at most two words stand between it and the
-    noun, and none of them makes it a share ("55 percent of the votes").
+    The number is in digits or words ("thirty-seven"), and no year; at most two words stand between
+    it and the noun, and none of them makes it a share, a date or a count of something else.
 
     >>> q = "How many votes did the MAS get?"
     >>> counts_of(q, "Overall, the MAS reached 3,393,978 votes."), counts_of(q, "It won 55 percent of the votes.")
     (True, False)
-    >>> counts_of("How many people were killed?", "a massacre in which thirty-seven people were killed")
+    >>> counts_of(q, "It won 1.5 million votes."), counts_of(q, "It won 55 per cent of the votes.")
+    (True, False)
+    >>> killed = "How many people were killed?"
+    >>> counts_of(killed, "a massacre in which thirty-seven people were killed")
     True
-    >>> counts_of("How many people were killed?", "In 2019 people were killed."), counts_of("Who won?", "3 votes")
+    >>> counts_of(killed, "In 2019 some 500 people were killed."), counts_of(killed, "In 2019 people were killed.")
+    (True, False)
+    >>> counts_of(killed, "Several people were killed."), counts_of("Who won?", "3 votes")
+    (False, False)
+    >>> counts_of(q, "On 20 October votes were counted."), counts_of(q, "The MAS won 9 departments and votes.")
     (False, False)
     """
     noun = counted(question)
     if not noun:
         return False
-    number = rf"(?<![\w.,])(?:\d[\d,]*(?:\.\d+)?|(?:{_CARDINALS})(?:-(?:{_CARDINALS}))?)"
-    between = r"(?:\s+(?!(?:percent|per|of)\b)[\w’'-]+){0,2}?"
-    found = re.finditer(rf"({number}){between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE)
-    return any(not _YEAR.fullmatch(m.group(1)) for m in found)
+    number = rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{_NUMBERS})(?:-(?:{_NUMBERS}))?)"
+    between = rf"(?:\s+(?!(?:{_NOT_BETWEEN})\b)[\w’'-]+){{0,2}}?"
+    return re.search(rf"{number}{between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE) is not None

@@ -21,8 +21,8 @@
         │ NO is a refusal
         ▼
     refused? the model reads all the passages (6), and that reply is checked the same way;
-        │ refused again, after a share given for "how many", it reads the passages that
-        │ state such a count (qa.expect.counts_of)
+        │ refused, after a share given for "how many", it reads the passages that state a
+        │ count of what is asked (qa.expect.counts_of) and name whom the question names
         ▼
     Answer(text, answered, citations)
 
@@ -53,7 +53,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .expect import counts_of, mismatch
+from .expect import SHARE_FOR_COUNT, counts_of, mismatch
 from .focus import SentenceRanker
 from .glossary import unnamed
 from .guard import screen_answer
@@ -74,6 +74,11 @@ _REFUSAL_PHRASES = re.compile(
     r"no information|the articles do not|i don't know|i do not know)", re.IGNORECASE)
 
 _PROTECTED = protected_shingles()
+
+
+def _refused(reply: str) -> bool:
+    """Is the model's reply a refusal in words ("NOT FOUND", "I could not find…"), or empty?"""
+    return not reply.strip() or _REFUSAL_PHRASES.match(reply.strip()) is not None
 
 History = Sequence[Message] | Sequence[tuple[str, str]] | Sequence[list[str]] | None
 
@@ -177,8 +182,10 @@ class Pipeline:
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
-        from the best passages leads to a reading of all of them; its reply is
-        streamed only if nothing of the first was shown.
+        from the best passages leads to a reading of all of them, and a share given
+        where "how many" was asked to one of the passages that state the count
+        (:meth:`_next_reading`). A later reading's reply is streamed only if nothing
+        of an earlier one was shown.
         """
         started = time.perf_counter()
         question = clean_question(question)
@@ -201,29 +208,33 @@ class Pipeline:
 
         narrow = self.settings.narrow_k
         reading = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
-        read: list[list[Passage]] = []
-        held, tokens, wrong_kind = True, 0, False
+        readings: list[list[Passage]] = []
+        held, tokens, share_for_count = True, 0, False
         while True:
-            # Each reading after the first is streamed only if nothing of the earlier ones was shown.
+            # A reading after the first is streamed only if nothing was shown yet, and only if its
+            # markers number the passages as the final answer does (the list of all passages found).
             messages = build_messages(asked, reading, turns, style=self.settings.prompt)
             reply, held_now, more = yield from self._generate(messages, len(reading), started, timings,
-                                                              shown=held)
+                                                              shown=held and reading == passages[:len(reading)])
             tokens += more
             held = held and held_now
-            read.append(list(reading))
-            timings["readings"] = float(len(read))
+            readings.append(reading)
+            timings["readings"] = float(len(readings))
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
             if answer.answered or not self.settings.check:
                 break
-            wrong_kind = wrong_kind or bool(reply.strip() and not _REFUSAL_PHRASES.match(reply.strip())
-                                            and mismatch(asked, strip_markers(reply)))
-            following = self._next_reading(asked, passages, read, wrong_kind)
+            share_for_count = share_for_count or (
+                not _refused(reply) and mismatch(asked, strip_markers(reply)) == SHARE_FOR_COUNT)
+            following = self._next_reading(asked, passages, readings, share_for_count)
             if following is None:
                 break
+            if following is not passages:  # not all of them: the passages that state a count
+                timings["count_reading"] = 1.0
             reading = following
         if answer.answered:
             # the markers point into the list of every passage found, of which this reading may be a part
-            numbers = {n: [p.id for p in passages].index(p.id) + 1 for n, p in enumerate(reading, 1)}
+            position = {p.id: n for n, p in enumerate(passages, 1)}
+            numbers = {n: position[p.id] for n, p in enumerate(reading, 1)}
             answer.text = renumber(answer.text, numbers)
             answer.citations = [replace(c, number=numbers[c.number]) for c in answer.citations]
         answer.passages = list(passages)
@@ -236,19 +247,25 @@ class Pipeline:
             yield answer.text
         yield answer
 
-    def _next_reading(self, question: str, passages: Sequence[Passage], read: Sequence[Sequence[Passage]],
-                      wrong_kind: bool) -> list[Passage] | None:
-        """What the model reads after a refusal, or ``None``: all the passages after the best ones; then,
-        when a reply gave a share where a count was asked, the passages that state such a count and name
-        what the question names."""
-        if len(read) == 1 and len(read[0]) < len(passages):
-            return list(passages)
-        if wrong_kind:
-            # a count of the noun alone could be anyone's: the passage must also name whom the question names
+    def _next_reading(self, question: str, passages: list[Passage], readings: Sequence[list[Passage]],
+                      share_for_count: bool) -> list[Passage] | None:
+        """What the model reads after a refusal, or ``None`` for none.
+
+        After the best passages (``narrow_k``), all of them. Then, once, when a reply gave a share
+        where "how many" was asked: the passages that state a count of what is asked (at most
+        ``narrow_k``, :func:`qa.expect.counts_of`) and hold every proper name of the question; a
+        count of votes alone could be anyone's. With ``narrow_k = 0`` there is one reading only.
+        """
+        narrow = self.settings.narrow_k
+        if narrow <= 0:
+            return None
+        if len(readings) == 1 and len(readings[0]) < len(passages):
+            return passages
+        if share_for_count:
             names = proper_names(question)
             counting = [p for p in passages if counts_of(question, p.text)
-                        and names <= key_terms(f"{p.title} {p.text}")[0]][:max(1, self.settings.narrow_k)]
-            if counting and counting not in [list(r) for r in read]:
+                        and names <= key_terms(f"{p.title} {p.text}")[0]][:narrow]
+            if counting and counting not in readings:
                 return counting
         return None
 
@@ -309,7 +326,7 @@ class Pipeline:
         best), also count for the acronyms they define.
         """
         refusal = Answer(REFUSAL, False, [], question, query, list(passages))
-        if _REFUSAL_PHRASES.match(raw.strip()) or not raw.strip():
+        if _refused(raw):
             return refusal
         if self.settings.check:
             text, claims = check_citations(raw, passages, self.policy, question)

@@ -172,9 +172,9 @@ def _how_html(how: dict[str, Any]) -> str:
         if num("readings") >= 2:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
                          "read all of them.")
-        if num("readings") >= 3:
-            parts.append("It gave a share where a count was asked, so it read the passages that state "
-                         "a count alone.")
+        if num("count_reading"):
+            parts.append("It gave a share where a count was asked, so it then read the passages that state "
+                         "such a count alone.")
         if "verify_s" in how:
             parts.append(f"Checked by asking the checking model, shown only the quoted sentences, whether they "
                          f"answer the question ({num('verify_s'):.2f} s).")

@@ -44,6 +44,9 @@ def test_worked_examples_pass_the_citation_check() -> None:
         text, claims = check_citations(answered, passages, question=question)
         assert text == answered and claims, (question, text)
     assert refusals == 1
+    # a small model stops at the first of two names: the rule, and an example that names both
+    assert "give every one of them" in SYSTEM_PROMPT
+    assert any("Tom Lee and builder Eva Diaz" in answered for _, answered in EXAMPLES)
 
 
 def test_plain_prompt_for_comparison() -> None:
@@ -178,22 +181,33 @@ def test_a_share_given_for_a_count_leads_to_a_reading_of_the_passages_that_count
     share = next(i for i, p in enumerate(passages, 1) if "55 percent of the votes" in p.text)
     assert share < n <= 6
     shares = f"The MAS got over 55 percent of the votes [{share}]."
-    llm.replies = [shares, shares, "The MAS reached 3,393,978 votes [1]."]
-    _, answer = _run(pipeline, question)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6, 1] and answer.timings["readings"] == 3
-    assert "3,393,978 votes" in _passage_lines(llm.calls[2])[0]
-    # the marker points into the list of all passages found, where the counting passage is n-th
-    assert answer.answered and answer.text == f"The MAS reached 3,393,978 votes [{n}]."
-    assert [c.number for c in answer.citations] == [n] and answer.passages[n - 1].text.count("3,393,978")
+    counted = "The MAS reached 3,393,978 votes [1]."
+    # the share may come from either reading: the first here, then NOT FOUND from all six
+    for replies in ([shares, shares, counted], [shares, "NOT FOUND", counted]):
+        llm.calls.clear()
+        llm.replies = replies
+        streamed, answer = _run(pipeline, question)
+        assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6, 1] and answer.timings["readings"] == 3
+        assert answer.timings["count_reading"] == 1
+        assert "3,393,978 votes" in _passage_lines(llm.calls[2])[0]
+        # the marker points into the list of all passages found, where the counting passage is n-th
+        assert answer.answered and answer.text == f"The MAS reached 3,393,978 votes [{n}]."
+        assert [c.number for c in answer.citations] == [n] and "3,393,978" in answer.passages[n - 1].text
+        assert streamed == shares, "the share was shown, and the final answer replaces it"
 
-    # a refusal in words reads no third time; nor does a count of votes that never names whom it counts
+    # No third reading after: a refusal in words; a reply with no number at all; a count of votes
+    # that never names whom it counts; or with one reading of all passages (narrow_k = 0).
     camacho = "How many votes did Luis Camacho and the Citizen Community each get overall?"
     assert any("1,775,943 votes" in p.text for p in pipeline.retrieve(camacho))
-    for asked, replies in ((question, ["NOT FOUND"]), (camacho, ["Luis Camacho got 13 percent of the vote [1]."])):
+    for asked, replies in ((question, ["NOT FOUND"]), (question, ["The MAS won the election [1]."]),
+                           (camacho, ["Luis Camacho got 13 percent of the vote [1]."])):
         llm.calls.clear()
         llm.replies = replies
         _, answer = _run(pipeline, asked)
-        assert len(llm.calls) == 2 and not answer.answered
+        assert len(llm.calls) == 2 and not answer.answered and "count_reading" not in answer.timings
+    wide, llm = fake_pipeline(shares, narrow_k=0)
+    _, answer = _run(wide, question)
+    assert len(llm.calls) == 1 and not answer.answered
 
 
 def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]

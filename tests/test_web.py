@@ -57,6 +57,9 @@ def test_a_second_reading_is_told_in_the_how_detail() -> None:
                                                           timings={**timings, "readings": 1.0}))
     assert "read all of them" in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
                                                       timings={**timings, "readings": 2.0}))
+    counted = render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+                                   timings={**timings, "readings": 3.0, "count_reading": 1.0}))
+    assert "read all of them" in counted and "read the passages that state such a count alone" in counted
 
 
 def test_the_models_check_is_told_in_the_how_detail() -> None:
