@@ -261,7 +261,7 @@ class Pipeline:
             return None
         if len(readings) == 1 and len(readings[0]) < len(passages):
             return passages
-        if share_for_count:
+        if share_for_count and len(readings[0]) < len(passages):  # the best passages were read first
             names = proper_names(question)
             counting = [p for p in passages if counts_of(question, p.text)
                         and names <= key_terms(f"{p.title} {p.text}")[0]][:narrow]
