@@ -60,10 +60,11 @@ _TIME = re.compile(_LEAD + r"(?:when\b(?!\s+and\s+where)|(?:(?:on|in|by|at|from|
                    r"(?:what|which) (?:date|day|year|month|time|week|decade|century)\b)", re.IGNORECASE)
 
 # what can stand for a count, also beside a percentage: cardinals, not "came third" or "a quarter"
-_CARDINALS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-              r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
-              r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|scores|none|nobody|no one|several|"
-              r"few|handful")
+# numbers in words; with the vaguer words below, what can stand for a count
+_NUMBERS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+            r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+            r"hundreds?|thousands?|millions?|billions?|trillions?")
+_CARDINALS = _NUMBERS + r"|dozens?|scores|none|nobody|no one|several|few|handful"
 _COUNT_WORDS = re.compile(rf"\b(?:{_CARDINALS})\b", re.IGNORECASE)
 # any amount in words: the cardinals, and fractions, multiples and the like
 _NUMBER_WORDS = re.compile(
@@ -81,6 +82,9 @@ _TIME_WORDS = re.compile(
     r"afternoon|evening|night|midnight|noon|dawn|dusk|hours?|minutes?|time|times|moment|after|before|during|"
     r"since|until|till|later|earlier|early|late|mid|ago|when|while|once|upon|following|then|now|recently|"
     r"immediately|soon|amid|past|previous|next|last|start|beginning|end|eve)\b", re.IGNORECASE)
+
+
+SHARE_FOR_COUNT = "a count was asked for, and the answer gives only a percentage"
 
 
 def _gives_money(question: str, answer: str) -> bool:
@@ -142,8 +146,6 @@ def mismatch(question: str, answer: str) -> str:
     return ""
 
 
-SHARE_FOR_COUNT = "a count was asked for, and the answer gives only a percentage"
-
 _COUNTED = re.compile(
     _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
     r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
@@ -151,10 +153,8 @@ _COUNTED = re.compile(
 # what follows "how many" without being the thing counted ("How many did…", "How many more votes…")
 _NOT_COUNTED = frozenset("""percent per cent share shares percentage points point of the did do does was were is are
 have has had will would can could more fewer less times""".split())
-_NUMBERS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-            r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
-            r"thousand|million|billion")
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+_MONTH_DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
 # a word between a number and the noun that makes the number something else: a share ("55 percent
 # of the votes"), a date ("20 October"), or another count ("9 departments and votes")
 _NOT_BETWEEN = rf"percent|per|cent|points?|of|and|or|in|on|at|to|from|by|for|with|than|{_MONTHS}"
@@ -195,12 +195,15 @@ def counts_of(question: str, text: str) -> bool:
     (True, False)
     >>> counts_of(killed, "Several people were killed."), counts_of("Who won?", "3 votes")
     (False, False)
-    >>> counts_of(q, "On 20 October votes were counted."), counts_of(q, "The MAS won 9 departments and votes.")
+    >>> counts_of(q, "On 20 October votes were counted."), counts_of(q, "On October 20 votes were counted.")
     (False, False)
+    >>> counts_of(q, "The MAS won 9 departments and votes.")
+    False
     """
     noun = counted(question)
     if not noun:
         return False
     number = rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{_NUMBERS})(?:-(?:{_NUMBERS}))?)"
     between = rf"(?:\s+(?!(?:{_NOT_BETWEEN})\b)[\w’'-]+){{0,2}}?"
+    text = _MONTH_DAY.sub(" ", text)  # "October 20 votes": a date, not 20 votes
     return re.search(rf"{number}{between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE) is not None

@@ -228,7 +228,7 @@ class Pipeline:
             following = self._next_reading(asked, passages, readings, share_for_count)
             if following is None:
                 break
-            if following is not passages:  # not all of them: the passages that state a count
+            if len(following) < len(passages):  # not all of them: the passages that state a count
                 timings["count_reading"] = 1.0
             reading = following
         if answer.answered:
@@ -256,15 +256,12 @@ class Pipeline:
         ``narrow_k``, :func:`qa.expect.counts_of`) and hold every proper name of the question; a
         count of votes alone could be anyone's. With ``narrow_k = 0`` there is one reading only.
         """
-        narrow = self.settings.narrow_k
-        if narrow <= 0:
-            return None
         if len(readings) == 1 and len(readings[0]) < len(passages):
             return passages
         if share_for_count and len(readings[0]) < len(passages):  # the best passages were read first
             names = proper_names(question)
             counting = [p for p in passages if counts_of(question, p.text)
-                        and names <= key_terms(f"{p.title} {p.text}")[0]][:narrow]
+                        and names <= key_terms(f"{p.title} {p.text}")[0]][:self.settings.narrow_k]
             if counting and counting not in readings:
                 return counting
         return None
