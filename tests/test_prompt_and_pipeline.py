@@ -193,7 +193,7 @@ def test_a_share_given_for_a_count_leads_to_a_reading_of_the_passages_that_count
         assert streamed == shares, "the share was shown, and the final answer replaces it"
 
     # No third reading after: a refusal in words; a reply with no number at all; a count of votes
-    # that never names whom it counts; or with one reading of all passages (narrow_k = 0).
+    # that never names whom it counts; or when the first reading is already all passages found.
     camacho = "How many votes did Luis Camacho and the Citizen Community each get overall?"
     assert any("1,775,943 votes" in p.text for p in pipeline.retrieve(camacho))
     for asked, replies in ((question, ["NOT FOUND"]), (question, ["The MAS won the election [1]."]),
