@@ -18,19 +18,29 @@ The trade-offs of a server: its prefix cache is shared by every client, so it
 helps only while they all send the same system prompt; and each answer pays an
 HTTP round trip, which on loopback did not show next to prompt evaluation
 (docs/performance.md, "Server mode").
+
+A llama.cpp built with its AMX kernels (``-march=native`` on a Xeon of the
+Sapphire Rapids kind or newer) crashes the process in its first matrix product
+(ggml-org/llama.cpp#20824). ``scripts/install`` builds it without them; a build
+that still has them is loaded with llama.cpp's extra buffer types switched off,
+which keeps the weights out of the AMX buffers (:func:`amx_build`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from .errors import ModelNotFoundError, ServerError
+
+log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 
@@ -60,6 +70,39 @@ def check_gguf(path: Path) -> None:
         raise ModelNotFoundError(f"{path} is too small to be a whole model; it may be truncated. {hint}")
 
 
+def amx_build() -> bool:
+    """Does the installed llama.cpp use its AMX kernels, which crash on some CPUs (see the module's note)?"""
+    import llama_cpp
+
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
+@contextmanager
+def without_extra_buffers() -> Iterator[None]:
+    """Models loaded inside keep their weights in plain CPU buffers: no AMX (nor other repacked) layout.
+
+    llama-cpp-python 0.3.36 takes no argument for llama.cpp's ``use_extra_bufts``; its ``Llama``
+    reads the model parameters from ``llama_model_default_params()``, so that is wrapped meanwhile.
+    """
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def params() -> Any:
+        value = default()
+        value.use_extra_bufts = False
+        return value
+
+    native.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = default
+
+
+_load_lock = threading.Lock()  # the wrapped default above is process-wide
+
+
 class LlamaCppLLM:
     """A GGUF model run by llama-cpp-python."""
 
@@ -83,11 +126,18 @@ class LlamaCppLLM:
             from llama_cpp import Llama
 
             try:
-                # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
-                # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
-                self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_threads_batch=self.n_threads_batch, n_batch=512, seed=self.seed,
-                                    verbose=False)
+                with _load_lock:
+                    amx = amx_build()
+                    if amx:
+                        log.warning("This llama-cpp-python was built with AMX kernels, which crash on some CPUs; "
+                                    "loading the model without them. `bash scripts/install-llama` rebuilds it "
+                                    "without AMX.")
+                    with without_extra_buffers() if amx else nullcontext():
+                        # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
+                        # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
+                        self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
+                                            n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
+                                            n_batch=512, seed=self.seed, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelNotFoundError(
                     f"llama.cpp could not load {self.model_path} ({exc}). The file may be truncated or of an "

@@ -80,3 +80,28 @@ def test_real_model_held_to_the_json_schema(seeded_pipeline, smollm) -> None:  #
             assert f"[{c.number}]" in answer.text and c.quote in answer.passages[c.number - 1].text
     else:
         assert answer.text == REFUSAL and answer.citations == []
+
+
+def test_installed_llama_cpp_has_no_amx_kernels() -> None:
+    """scripts/install builds llama.cpp without the AMX kernels that crash on some Xeon CPUs."""
+    from qa.llm import amx_build
+
+    assert not amx_build()
+
+
+def test_an_amx_build_loads_the_model_without_extra_buffers(smollm_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import llama_cpp
+    import llama_cpp.llama_cpp as native
+
+    from qa.llm import LlamaCppLLM
+
+    default = native.llama_model_default_params
+    info = llama_cpp.llama_print_system_info()
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info + b"AMX_INT8 = 1 | ")
+    llm = LlamaCppLLM(smollm_path, n_ctx=512, n_threads=1)
+    assert llm.llama.model_params.use_extra_bufts is False
+    assert native.llama_model_default_params is default  # restored after loading
+    assert "".join(llm.stream_chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0.0))
+
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info.replace(b"AMX_INT8 = 1 | ", b""))
+    assert LlamaCppLLM(smollm_path, n_ctx=512, n_threads=1).llama.model_params.use_extra_bufts is True
