@@ -42,7 +42,7 @@ he her here hers herself him himself his how i if in into is it its itself just 
 nor not now of off on once only or other our ours ourselves out over own same she should so some such than
 that the their theirs them themselves then there these they this those through to too under until up very
 was we were what when where which while who whom why will with would you your yours yourself yourselves
-said says according article articles passage passages one many much
+said says according article articles passage passages one many much yes
 """.split())
 
 
@@ -165,6 +165,42 @@ def _spelled_numbers(folded: str) -> set[str]:
     return out
 
 
+# a decade: "the 1990s" (the century given), or "the '90s", "the 90s", "the nineties" (the century left out)
+_DECADE = re.compile(r"\b(1[0-9]|20)([0-9]0)['’]?s\b")
+_BARE_DECADE = re.compile(r"(?<![\w.,])['’‘]?([1-9]0)['’]?s\b|\b(twenties|thirties|forties|fifties|sixties|"
+                          r"seventies|eighties|nineties)\b")
+
+
+def decade_groups(folded: str) -> tuple[list[frozenset[str]], str]:
+    """The decades a (folded) text names, each as the set of decades it may mean, and the text without them.
+
+    A decade is its own kind of number, "1990s", never the year 1990. One written without its
+    century stands for the 20th and the 21st century's alike: "the 90s" supports "the 1990s"
+    (and "the 2090s"), while "the 1920s" never supports "the 2020s".
+
+    >>> decade_groups("in the 1990s and the ’80s")[0] == [{"1990s"}, {"1980s", "2080s"}]
+    True
+    """
+    groups = [frozenset({f"{century}{decade}s"}) for century, decade in _DECADE.findall(folded)]
+    text = _DECADE.sub(" ", folded)
+    for digits, word in _BARE_DECADE.findall(text):
+        tens = digits[0] if digits else str(_TENS.index(word.replace("ies", "y")) + 2)
+        groups.append(frozenset({f"19{tens}0s", f"20{tens}0s"}))
+    return groups, _BARE_DECADE.sub(" ", text)
+
+
+def decades(folded: str) -> tuple[set[str], str]:
+    """Every decade a (folded) text may mean (:func:`decade_groups`), and the text without them.
+
+    >>> sorted(decades("in the 1990s, the ’80s and the sixties; 1990 and 2020")[0])
+    ['1960s', '1980s', '1990s', '2060s', '2080s']
+    >>> decades("people in their 90s")[0] >= decades("the 1990s")[0], decades("the 2020s")[0] & {"1920s"}
+    (True, set())
+    """
+    groups, text = decade_groups(folded)
+    return set().union(*groups), text
+
+
 def key_terms(text: str) -> tuple[set[str], set[str]]:
     """(words, numbers) that carry a sentence's content; numbers in words from 13 up count as numbers.
 
@@ -174,9 +210,11 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
     ['37']
     >>> key_terms("Bolivia’s president") == key_terms("the president of Bolivia")
     True
+    >>> key_terms("He fought the DEA in the 1990s.")[1] <= key_terms("when he fought the DEA in the 90s")[1]
+    True
     """
-    folded = _fold(text)
-    numbers = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
+    found, folded = decades(_fold(text))
+    numbers = found | {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
     numbers = {n.rstrip(".") for n in numbers if n} | _spelled_numbers(folded)
     words = {re.sub(r"['’]s$", "", w).strip("'’-") for w in re.findall(r"[a-z][a-z'’-]+", folded)}
     return {_stem(w) for w in words if len(w) > 2 and w not in STOPWORDS}, numbers

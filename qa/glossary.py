@@ -130,3 +130,25 @@ def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> lis
 def _spelling(text: str) -> str:
     """Lower case, with British and American "-isation"/"-ization" alike."""
     return re.sub(r"is(ations?|ed|ing|e)\b", r"iz\1", text.lower())
+
+
+def strip_expansions(answer: str, passages: Sequence[str]) -> str:
+    """An answer without the long names it gives for acronyms that the passages use but never spell out so.
+
+    A small model spells out acronyms from its own knowledge: asked which US agencies Morales
+    fought, it answers "the Drug Enforcement Administration (DEA)" from "he fought the DEA". The
+    long name is outside knowledge, which the citation check rightly refuses; the acronym alone is
+    the passage's own answer. A long name that a passage (or, as a gloss, another passage) gives
+    stays.
+
+    >>> strip_expansions("The Drug Enforcement Administration (DEA) and USAID [1].", ["he fought USAID and the DEA"])
+    'The DEA and USAID [1].'
+    >>> strip_expansions("The Supreme Electoral Tribunal (TSE) counted [1].",
+    ...                  ["the TSE’s president", "the Supreme Electoral Tribunal (TSE) on Friday"])
+    'The Supreme Electoral Tribunal (TSE) counted [1].'
+    """
+    said = _spelling(" ".join(" ".join(passages).split()))
+    for acronym, name in definitions(answer).items():
+        if _uses(acronym, " ".join(passages)) and _spelling(name) not in said:
+            answer = re.sub(rf"{re.escape(name)}\s*\({re.escape(acronym)}\)", acronym, answer)
+    return answer

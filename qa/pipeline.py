@@ -15,7 +15,10 @@
         │ instruction found in a passage, or repeats the system prompt, is dropped;
         │ an answer of the wrong kind (a percentage for "how many", qa.expect), or one whose
         │ quotes share no word with the question, or whose passages never name a body the
-        │ question names by an acronym the passages define ("the OAS"), is refused
+        │ question names by an acronym the passages define ("the OAS"), or that answers a
+        │ yes-or-no question by restating it or with a yes its passages do not state (qa.polar),
+        │ or that comes from a passage not dated by a year or decade the question names
+        │ (qa.times), is refused
         ▼
     the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
         │ NO is a refusal
@@ -55,15 +58,17 @@ from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
 from .expect import SHARE_FOR_COUNT, counts_of, mismatch
 from .focus import SentenceRanker
-from .glossary import unnamed
+from .glossary import strip_expansions, unnamed
 from .guard import screen_answer
 from .llm import LLM, Message
+from .polar import is_polar, unsupported
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .reply import SCHEMA, AnswerStream, parse_reply
 from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
 from .store import ChromaStore, Passage
+from .times import time_groups, unnamed_times
 from .verify import confirmed
 
 REFUSAL = "I could not find the answer to this in the articles."
@@ -326,6 +331,7 @@ class Pipeline:
         if _refused(raw):
             return refusal
         if self.settings.check:
+            raw = strip_expansions(raw, [p.text for p in passages])  # "the DEA", not the model's long name for it
             text, claims = check_citations(raw, passages, self.policy, question)
             text, claims = screen_answer(text, claims, passages, _PROTECTED)
         else:
@@ -342,9 +348,17 @@ class Pipeline:
         # the question with its search text, which holds the previous question of a follow-up
         if self.settings.check and off_subject(f"{question} {query}", citations, passages):
             return refusal
+        if self.settings.check and is_polar(question) and unsupported(
+                question, strip_markers(text), [passages[c.number - 1].text for c in citations]):
+            return refusal  # a yes its passages do not state, or a yes-or-no question answered by restating it
         if self.settings.check and unnamed(question, [_titled(passages[c.number - 1]) for c in citations],
                                            [p.text for p in [*passages, *retrieved]]):
             return refusal  # asked about the OAS, answered from a passage that never names it
+        if self.settings.check and time_groups(question):
+            cited = [passages[c.number - 1] for c in citations]
+            articles = {a: self.store.get(sorted(self.store.passage_ids(a))) for a in {p.article_id for p in cited}}
+            if unnamed_times(question, cited, articles):
+                return refusal  # asked about 2019, answered from a passage about 2020
         if self.settings.check and self.settings.verify:
             started = time.perf_counter()
             # a follow-up that could not be rewritten is searched with the previous question before it

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from .glossary import glosses
 from .guard import defuse, redact_instructions, shingles
 from .llm import Message
+from .polar import with_hint
 from .reply import reply_json
 from .store import Passage
 
@@ -139,11 +140,12 @@ def build_messages(question: str, passages: Sequence[Passage], history: Sequence
     message with the passages, the last turn of the conversation (markers removed, shortened) and
     the question. ``style`` is ``"json"``, ``"grounded"`` or ``"plain"`` (see the module's note).
     """
-    question = defuse(question)
     messages = prefix_messages(style)
     if style == "plain":
+        question = defuse(question)
         return [*messages,
                 {"role": "user", "content": f"Passages:\n{format_passages(passages)}\n\nQuestion: {question}"}]
+    question = defuse(with_hint(question))  # a yes-or-no question asks for what the passages state
     recent = [m for m in history if m.get("role") in ("user", "assistant")][-2 * history_turns:]
     context = ""
     if recent:

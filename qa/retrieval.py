@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .citations import decades
 from .embedder import Embedder
 from .llm import Message
 from .rerank import Reranker, rerank
@@ -54,11 +55,17 @@ def tokens(text: str) -> list[str]:
 
     >>> tokens("Áñez's regime won 6,483,893 votes in the Senates")
     ['anez', 'regime', 'won', '6483893', 'vote', 'senate']
+
+    A decade is one token, and one without its century matches either (:func:`qa.citations.decades`):
+
+    >>> tokens("the 1990s"), tokens("the ’90s")
+    (['1990s'], ['1990s', '2090s'])
     """
     folded = unicodedata.normalize("NFKD", text.lower())
     folded = "".join(c for c in folded if not unicodedata.combining(c))
     folded = re.sub(r"(?<=\d),(?=\d{3}\b)", "", folded)
-    out = []
+    found, folded = decades(folded)
+    out = sorted(found)
     for word in re.findall(r"\d+(?:\.\d+)?|[a-z]+", folded):
         if word in _STOP or (len(word) < 2 and not word.isdigit()):
             continue
@@ -102,8 +109,13 @@ def search_text(question: str, history: Sequence[Message]) -> str:
     return f"{previous[-1]} {question}" if previous and is_follow_up(question) else question
 
 
+# Bumped whenever :func:`tokens` changes, so that an index saved with the old tokens is rebuilt.
+TOKENS_VERSION = 2
+
+
 def fingerprint(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+    """What a saved keyword index covers: these passage ids, cut into tokens by this :func:`tokens`."""
+    return hashlib.sha256("\n".join([f"tokens v{TOKENS_VERSION}", *sorted(ids)]).encode()).hexdigest()
 
 
 class KeywordIndex:

@@ -9,10 +9,14 @@ prompt (``style="json"``) the rewrite comes back as JSON too, ``{"question": "..
 :data:`QUESTION_SCHEMA`.
 
 A small model sometimes repeats the earlier question instead, or changes
-what is asked ("Who backed out?" becoming "Which firm backed out?"). A
-rewrite is only taken when it keeps the follow-up's question word and every
-one of its content words; otherwise the search falls back to the previous
-question joined to the follow-up (:func:`qa.retrieval.search_text`).
+what is asked ("Who backed out?" becoming "Which firm backed out?"). One
+worked rewrite, given as an earlier turn after the cached prefix, shows it
+what is wanted: without it, the default model repeated the earlier question
+for four of the nine follow-ups of the project's question set; with it, for
+one (docs/quality.md, step 10). A rewrite is only taken when it keeps the
+follow-up's question word and every one of its content words (a reference
+such as "the two of them" is not one); otherwise the search falls back to
+the previous question joined to the follow-up (:func:`qa.retrieval.search_text`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ QUESTION_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"question": 
 INSTRUCTION = ("Rewrite the user's last question as one standalone question that names what it refers to, "
                "using the conversation above. Do not answer it. Reply with the rewritten question only.")
 MAX_CHARS = 300
+# A worked rewrite: a conversation, and its last question made standalone. Its subject is made up,
+# as in the answer prompt's worked examples, so that it can never be mistaken for an article's.
+EXAMPLE = ("User: Who cut the ribbon at the bridge opening?\nYou: The mayor, Ana Ruiz [2].\n"
+           "User: And when was she elected?", "When was the mayor, Ana Ruiz, elected?")
+# "the two of them", "both of them": words that only point back, like a pronoun
+_REFERENCE = re.compile(r"\b(?:the\s+)?(?:two|three|four|both|all|each|either|neither)\s+of\s+"
+                        r"(?:them|those|these|us)\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:and|but|so|also|then|ok|okay)\b[\s,]*", re.IGNORECASE)
 _QUESTION_WORDS = frozenset("""who whom whose what when where why which how was were is are did do does can could
 will would has have had""".split())
@@ -40,7 +51,8 @@ _PRONOUNS = frozenset("he she it they them him her his its their that this those
 
 def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, chars: int = 300,
                      style: str = "grounded") -> list[Message]:
-    """The request for a standalone question: the answer prompt's constant prefix, then the conversation."""
+    """The request for a standalone question: the answer prompt's constant prefix, a worked rewrite
+    (:data:`EXAMPLE`), then the conversation."""
     messages = prefix_messages(style)
     lines = []
     for m in [m for m in history if m.get("role") in ("user", "assistant")][-2 * turns:]:
@@ -48,7 +60,11 @@ def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, 
         lines.append(("User: " if m["role"] == "user" else "You: ") + content)
     conversation = "\n".join([*lines, f"User: {question}"])
     instruction = INSTRUCTION + (' Reply in JSON: {"question": "..."}' if style == "json" else "")
-    messages.append({"role": "user", "content": f"Conversation:\n{conversation}\n\n{instruction}"})
+    shown, rewritten = EXAMPLE
+    messages += [{"role": "user", "content": f"Conversation:\n{shown}\n\n{instruction}"},
+                 {"role": "assistant", "content": json.dumps({"question": rewritten}) if style == "json"
+                  else rewritten},
+                 {"role": "user", "content": f"Conversation:\n{conversation}\n\n{instruction}"}]
     return messages
 
 
@@ -89,6 +105,8 @@ def accept_rewrite(question: str, reply: str) -> str | None:
     None
     >>> print(accept_rewrite("Who backed out of that deal?", "Which German firm backed out of the deal?"))
     None
+    >>> accept_rewrite("And when were the two of them sworn in?", "When were Ana Ruiz and Tom Lee sworn in?")
+    'When were Ana Ruiz and Tom Lee sworn in?'
     """
     line = " ".join(reply.strip().splitlines()[0].split()) if reply.strip() else ""
     line = line.strip("\"'“”` ")
@@ -99,7 +117,7 @@ def accept_rewrite(question: str, reply: str) -> str | None:
     asked = _first_word(question)
     if asked in _QUESTION_WORDS and _first_word(line) != asked:
         return None
-    wanted = {t for t in tokens(question) if t not in _PRONOUNS}
+    wanted = {t for t in tokens(_REFERENCE.sub(" ", question)) if t not in _PRONOUNS}
     if not wanted <= set(tokens(line)):
         return None
     return line if line.endswith("?") else line.rstrip(".") + "?"

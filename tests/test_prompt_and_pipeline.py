@@ -8,7 +8,7 @@ from qa.citations import check_citations
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
 from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages
-from qa.rewrite import INSTRUCTION
+from qa.rewrite import EXAMPLE, INSTRUCTION
 from qa.store import Passage
 
 from .fakes import run_stream
@@ -231,7 +231,9 @@ def test_a_follow_up_is_rewritten_into_a_standalone_question(fake_pipeline) -> N
     rewrite, narrow, prompt = llm.calls  # the refusal from the best passages leads to a reading of all
     assert narrow[:-1] == prompt[:-1]
     assert INSTRUCTION in rewrite[-1]["content"] and "User: And in the Senate?" in rewrite[-1]["content"]
-    assert rewrite[:-1] == prompt[:-1]  # the same cached prefix as the answer's prompt
+    assert rewrite[:len(prompt) - 1] == prompt[:-1]  # the same cached prefix as the answer's prompt
+    shown, rewritten = EXAMPLE  # then one worked rewrite
+    assert shown in rewrite[-3]["content"] and rewrite[-2] == {"role": "assistant", "content": rewritten}
     assert "21 of the 36 seats in the Senate" in prompt[-1]["content"]
     assert "Question: How many seats did the MAS win in the Senate?" in prompt[-1]["content"]
     assert answer.query == "How many seats did the MAS win in the Senate?"

@@ -12,7 +12,7 @@ from qa.config import DEFAULT_PROMPT, Settings
 from qa.errors import ConfigError
 from qa.pipeline import REFUSAL
 from qa.reply import SCHEMA, AnswerStream, Reply, parse_reply
-from qa.rewrite import QUESTION_SCHEMA
+from qa.rewrite import EXAMPLE, QUESTION_SCHEMA
 
 from .fakes import run_stream
 
@@ -115,7 +115,8 @@ def test_a_follow_up_is_rewritten_in_json_too(json_pipeline) -> None:  # type: i
     _, answer = _run(pipeline, "And in the Senate?", history)
     assert llm.schemas == [QUESTION_SCHEMA, SCHEMA]
     assert answer.query == "How many seats did the MAS win in the Senate?"
-    assert llm.calls[0][:5] == llm.calls[1][:5], "the rewrite shares the answer's cached prefix"
+    assert llm.calls[0][:7] == llm.calls[1][:7], "the rewrite shares the answer's cached prefix"
+    assert json.loads(llm.calls[0][-2]["content"]) == {"question": EXAMPLE[1]}, "a worked rewrite, in JSON"
 
 
 def test_the_answer_format_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,3 +71,31 @@ def test_hybrid_retrieval_finds_rare_names_and_respects_the_filter(articles_dir:
     assert len({p.id for p in found.passages}) == len(found.passages) <= 4
     only = retriever.retrieve("Who is Kaliman?", [], k=4, articles=["004_b78515448f06fa10.txt"])
     assert only.passages and {p.source for p in only.passages} == {"004_b78515448f06fa10.txt"}
+
+
+def test_an_index_saved_with_other_tokens_is_rebuilt(articles_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import qa.retrieval
+
+    embedder = FakeEmbedder()
+    data = tmp_path / "data"
+    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
+    ingest(articles_dir, store, embedder, data)
+    ids = sorted(i for ids in store.ids_by_article().values() for i in ids)
+    keyword = KeywordIndex(data / "keyword")
+    assert keyword.matches(ids)
+    monkeypatch.setattr(qa.retrieval, "TOKENS_VERSION", qa.retrieval.TOKENS_VERSION + 1)  # tokens() changed
+    assert not keyword.matches(ids)
+    keyword.load(store)  # rebuilt with the tokens of now, not loaded
+    assert keyword.matches(ids)
+
+
+def test_a_decade_matches_however_it_is_written(articles_dir: Path, tmp_path: Path) -> None:
+    # the article says "in the 90s"; the question "in the 1990s", which is not the year 1990
+    embedder = FakeEmbedder()
+    data = tmp_path / "data"
+    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
+    ingest(articles_dir, store, embedder, data)
+    keyword = KeywordIndex(data / "keyword")
+    keyword.load(store)
+    hits = store.get(keyword.search("1990s", 3))
+    assert hits and all("90s" in p.text for p in hits)

@@ -1,0 +1,98 @@
+"""The years and decades a question names must date the passage its answer comes from.
+
+"Which agencies did Morales fight in the 1990s?" was answered "the US state and the corrupt
+police", from a passage about 2019; "What was voter turnout in Bolivia's 2019 election?" was
+answered with the 2020 turnout. Every word of both answers is in the passage or the question,
+and the model's own check agreed. Only the time was wrong, so it is checked here.
+
+A passage rarely restates the year of the events it reports: "a participation rate of 88.4
+percent" names no year, and sits in the section headed "October 2020 election". So a passage
+is dated by the times it names, its section heading names (the nearest heading before it: a
+paragraph of one short line that ends without punctuation) and its article's title names; when
+none of these names a time, by every time its article names. Each time the question names must
+be among the dates of a cited passage. A decade is named by itself or by any of its years ("in
+1995" names the 1990s), and one written without its century ("the 90s") by either century's; a
+year only by itself. Pure and deterministic; the pipeline reads the cited articles only for a
+question that names a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from .citations import _fold, decade_groups
+from .store import Passage
+
+_YEAR = re.compile(r"(?<![\d.,])(1[0-9]\d\d|20\d\d)(?![\d.,]*\d)")
+# a paragraph of one line (inside a passage, or at its start or end)
+_LINE = re.compile(r"(?:^|\n[ \t]*\n)[ \t]*([^\n]{3,100}?)[ \t]*(?=\n[ \t]*\n|\s*$)")
+_CLOSED = re.compile(r"[.!?:;,\"”’')\]…]$")
+
+
+def time_groups(text: str) -> list[frozenset[str]]:
+    """The years and decades a text names, each as the set of what it may mean.
+
+    >>> [sorted(group) for group in time_groups("Did he fight the DEA in the ’90s, or in 2019, 88.4 percent?")]
+    [['1990s', '2090s'], ['2019']]
+    """
+    groups, rest = decade_groups(_fold(text))
+    return groups + [frozenset({year}) for year in _YEAR.findall(rest)]
+
+
+def named_times(texts: Iterable[str]) -> set[str]:
+    """Every year and decade the texts may name, a year naming its decade too.
+
+    >>> sorted(named_times(["In 1995 he fought the DEA.", "The 2020s began in the ’80s."]))
+    ['1980s', '1990s', '1995', '2020s', '2080s']
+    """
+    named: set[str] = set()
+    for text in texts:
+        for group in time_groups(text):
+            named |= group | {t[:3] + "0s" for t in group if t.isdigit()}
+    return named
+
+
+def headings(article: Sequence[Passage]) -> list[tuple[int, str]]:
+    """The headings of an article, from its passages: (offset in the article, text), in order.
+
+    >>> body = "Turnout was high.\\n\\nOctober 2020 election\\n\\nThe TSE counted."
+    >>> headings([Passage("a", body, "x", "T", "x.txt", 100, 100 + len(body))])
+    [(119, 'October 2020 election')]
+    """
+    found: dict[int, str] = {}
+    for passage in article:
+        for match in _LINE.finditer(passage.text):
+            line = match.group(1)
+            if not _CLOSED.search(line) and any(c.isalpha() for c in line):
+                found[passage.start + match.start(1)] = line
+    return sorted(found.items())
+
+
+def dates(passage: Passage, article: Sequence[Passage]) -> set[str]:
+    """The years and decades that date a passage (see the module's note).
+
+    >>> head = Passage("h", "Rain fell.\\n\\nOctober 2020 election", "x", "T", "x.txt", 0, 32)
+    >>> turnout = Passage("t", "Turnout was 88.4 percent.", "x", "T", "x.txt", 34, 59)
+    >>> sorted(dates(turnout, [head, turnout]))
+    ['2020', '2020s']
+    """
+    above = [text for offset, text in headings(article) if offset <= passage.start]
+    return (named_times([passage.text, passage.title, *above[-1:]])
+            or named_times([passage.title, *(p.text for p in article)]))
+
+
+def unnamed_times(question: str, cited: Sequence[Passage], articles: Mapping[str, Sequence[Passage]]) -> list[str]:
+    """The years and decades of ``question`` that date none of the ``cited`` passages.
+
+    ``articles`` holds every passage of each cited passage's article, by article id.
+
+    >>> a = [Passage("1", "In October of 2019, Morales won.", "a", "T", "a.txt", 0, 32)]
+    >>> b = [Passage("2", "In the 90s he fought the DEA.", "b", "T", "b.txt", 0, 29)]
+    >>> unnamed_times("Whom did Morales fight in the 1990s?", a, {"a": a})
+    ['1990s']
+    >>> unnamed_times("Whom did Morales fight in the 1990s?", b, {"b": b})
+    []
+    """
+    named = set().union(*(dates(p, articles.get(p.article_id, [p])) for p in cited))
+    return [min(group) for group in time_groups(question) if not group & named]
