@@ -550,12 +550,11 @@ def _shared_prefix(counter: PromptCounter, chats: Sequence[Sequence[Message]]) -
 def bench_threads(model: Path, messages: Sequence[Message], n_ctx: int, max_tokens: int, log: Log,
                   repeats: int = 2) -> list[dict[str, float]]:
     """Raw prompt and generation speed from an empty cache, with 1 thread and with every core."""
-    from llama_cpp import Llama
+    from .llm import load_llama
 
     out = []
     for threads in sorted({1, os.cpu_count() or 1}):
-        llama: Any = Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512,
-                      seed=0, verbose=False)
+        llama: Any = load_llama(model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, seed=0)
         prompt_rates, gen_rates = [], []
         for _ in range(repeats):
             llama.reset()  # forget the cached prompt: evaluate it whole

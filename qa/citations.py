@@ -42,7 +42,7 @@ he her here hers herself him himself his how i if in into is it its itself just 
 nor not now of off on once only or other our ours ourselves out over own same she should so some such than
 that the their theirs them themselves then there these they this those through to too under until up very
 was we were what when where which while who whom why will with would you your yours yourself yourselves
-said says according article articles passage passages one many much yes
+said says according article articles passage passages one many much
 """.split())
 
 
@@ -132,7 +132,12 @@ class MarkerStreamFilter:
 
 # --- lexical support ---------------------------------------------------------------------
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """Lower case without accents.
+
+    >>> fold("Áñez’s")
+    'anez’s'
+    """
     text = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in text if not unicodedata.combining(c))
 
@@ -165,40 +170,35 @@ def _spelled_numbers(folded: str) -> set[str]:
     return out
 
 
-# a decade: "the 1990s" (the century given), or "the '90s", "the 90s", "the nineties" (the century left out)
-_DECADE = re.compile(r"\b(1[0-9]|20)([0-9]0)['’]?s\b")
-_BARE_DECADE = re.compile(r"(?<![\w.,])['’‘]?([1-9]0)['’]?s\b|\b(twenties|thirties|forties|fifties|sixties|"
-                          r"seventies|eighties|nineties)\b")
-
-
-def decade_groups(folded: str) -> tuple[list[frozenset[str]], str]:
-    """The decades a (folded) text names, each as the set of decades it may mean, and the text without them.
-
-    A decade is its own kind of number, "1990s", never the year 1990. One written without its
-    century stands for the 20th and the 21st century's alike: "the 90s" supports "the 1990s"
-    (and "the 2090s"), while "the 1920s" never supports "the 2020s".
-
-    >>> decade_groups("in the 1990s and the ’80s")[0] == [{"1990s"}, {"1980s", "2080s"}]
-    True
-    """
-    groups = [frozenset({f"{century}{decade}s"}) for century, decade in _DECADE.findall(folded)]
-    text = _DECADE.sub(" ", folded)
-    for digits, word in _BARE_DECADE.findall(text):
-        tens = digits[0] if digits else str(_TENS.index(word.replace("ies", "y")) + 2)
-        groups.append(frozenset({f"19{tens}0s", f"20{tens}0s"}))
-    return groups, _BARE_DECADE.sub(" ", text)
+# A decade: "the 1990s" (the century given; 1600s to 2000s), or "the ’90s", "the 90s", "the
+# mid-90s", "the nineties" (the century left out: then "the", an apostrophe or early/mid/late must
+# come first, so that "in their 20s" or "after 30s" stays a number). Changing these changes the
+# keyword index's tokens: bump qa.retrieval.TOKENS_VERSION.
+_DECADE = re.compile(r"\b(1[6-9]|20)([0-9]0)['’]?s\b")
+_BARE_DECADE = re.compile(
+    r"(?:\bthe\s+(?:(?:early|mid|late)[- ])?['’‘]?|['’‘]|\b(?:early|mid|late)[- ]['’‘]?)"
+    r"(?:([1-9]0)['’]?s\b|(twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties)\b)")
 
 
 def decades(folded: str) -> tuple[set[str], str]:
-    """Every decade a (folded) text may mean (:func:`decade_groups`), and the text without them.
+    """The decades a (folded) text names, and the text without them.
 
-    >>> sorted(decades("in the 1990s, the ’80s and the sixties; 1990 and 2020")[0])
-    ['1960s', '1980s', '1990s', '2060s', '2080s']
-    >>> decades("people in their 90s")[0] >= decades("the 1990s")[0], decades("the 2020s")[0] & {"1920s"}
-    (True, set())
+    A decade is its own kind of number, "1990s", never the year 1990. One written without its
+    century is taken to be of the last hundred years as news speaks of them: "the 90s" is the
+    1990s, "the 20s" the 2020s (the 00s, 10s and 20s are this century's, the others the last
+    one's). "The 1920s" stays the 1920s.
+
+    >>> sorted(decades("in the 1990s, the ’80s, the mid-60s and the twenties; 1990 and 2020")[0])
+    ['1960s', '1980s', '1990s', '2020s']
+    >>> decades("people in their 90s, after 30s, 1000s of them")[0]
+    set()
     """
-    groups, text = decade_groups(folded)
-    return set().union(*groups), text
+    found = {f"{century}{decade}s" for century, decade in _DECADE.findall(folded)}
+    text = _DECADE.sub(" ", folded)
+    for digits, word in _BARE_DECADE.findall(text):
+        tens = int(digits[0]) if digits else _TENS.index(word.replace("ies", "y")) + 2
+        found.add(f"{20 if tens <= 2 else 19}{tens}0s")
+    return found, _BARE_DECADE.sub(" ", text)
 
 
 def key_terms(text: str) -> tuple[set[str], set[str]]:
@@ -210,10 +210,10 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
     ['37']
     >>> key_terms("Bolivia’s president") == key_terms("the president of Bolivia")
     True
-    >>> key_terms("He fought the DEA in the 1990s.")[1] <= key_terms("when he fought the DEA in the 90s")[1]
+    >>> key_terms("He fought the DEA in the 1990s.")[1] == key_terms("when he fought the DEA in the 90s")[1]
     True
     """
-    found, folded = decades(_fold(text))
+    found, folded = decades(fold(text))
     numbers = found | {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
     numbers = {n.rstrip(".") for n in numbers if n} | _spelled_numbers(folded)
     words = {re.sub(r"['’]s$", "", w).strip("'’-") for w in re.findall(r"[a-z][a-z'’-]+", folded)}
@@ -358,6 +358,20 @@ def bare_claim(sentence: str) -> str:
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", _MARKER.sub("", sentence)).strip()
 
 
+_INTERJECTION = re.compile(r"^\W*(?:yes|no)\b[\s,.;:!-]*", re.IGNORECASE)
+
+
+def stated(claim: str) -> str:
+    """What a claim states, without the "Yes," or "No," that opens an answer to a yes-or-no question.
+
+    Whether that yes stands is :mod:`qa.polar`'s to check; the passage is checked for the rest.
+
+    >>> stated("Yes, turnout was 88.4 percent."), stated("Nobody voted.")
+    ('turnout was 88.4 percent.', 'Nobody voted.')
+    """
+    return _INTERJECTION.sub("", claim)
+
+
 def _attach_markers(sentence: str, numbers: Sequence[int]) -> str:
     bare = bare_claim(sentence)
     if not numbers:
@@ -411,9 +425,9 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
     claims: dict[int, list[str]] = {}
     for lead, sentence, cited in units:
         claim = bare_claim(sentence)
-        scores = {n: support(claim, p.text, question) for n, p in enumerate(passages, 1)}
+        scores = {n: support(stated(claim), p.text, question) for n, p in enumerate(passages, 1)}
         best = max(scores, key=lambda n: scores[n]) if scores else 0
-        words, numbers = key_terms(claim)
+        words, numbers = key_terms(stated(claim))
         if not words and not numbers:
             keep = list(cited)  # nothing to check ("Yes [1].")
         else:
@@ -422,7 +436,7 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
             if not keep and best and scores[best] >= (policy.min_support if cited else policy.add_support):
                 keep = [best]
             if not keep and cited:
-                keep = _best_pair(claim, passages, scores, question, policy.min_support)
+                keep = _best_pair(stated(claim), passages, scores, question, policy.min_support)
         keep = list(dict.fromkeys(keep))
         for n in keep:
             claims.setdefault(n, []).append(claim)
@@ -521,15 +535,15 @@ def off_subject(question: str, citations: Sequence[Citation], passages: Sequence
                                         for c, note in zip(citations, notes[1:], strict=True)))
     if asked_numbers & numbers:
         return False
-    return not any(_related(a, b) for a in asked_words for b in words)
+    return not any(related(a, b) for a in asked_words for b in words)
 
 
-def _related(a: str, b: str) -> bool:
+def related(a: str, b: str) -> bool:
     """Two key words of one family: the same first five letters, or all of the shorter one (three or more).
 
-    >>> _related("election", "elect"), _related("voted", "vote"), _related("resign", "resignation")
+    >>> related("election", "elect"), related("voted", "vote"), related("resign", "resignation")
     (True, True, True)
-    >>> _related("won", "women"), _related("arce", "arcade")
+    >>> related("won", "women"), related("arce", "arcade")
     (False, False)
     """
     n = min(5, len(a), len(b))

@@ -87,6 +87,10 @@ def without_extra_buffers() -> Iterator[None]:
     import llama_cpp.llama_cpp as native
 
     default = native.llama_model_default_params
+    fields = {name for name, *_ in default().__class__._fields_}
+    if "use_extra_bufts" not in fields:  # a llama-cpp-python without the switch: say so, never pretend
+        raise ModelNotFoundError("This llama-cpp-python was built with AMX kernels, which crash on some CPUs, and "
+                                 "cannot load a model without them. Run `bash scripts/install-llama` to rebuild it.")
 
     def params() -> Any:
         value = default()
@@ -101,6 +105,22 @@ def without_extra_buffers() -> Iterator[None]:
 
 
 _load_lock = threading.Lock()  # the wrapped default above is process-wide
+
+
+def load_llama(model_path: Path, **options: Any) -> Any:
+    """A ``llama_cpp.Llama`` for ``model_path`` (``options`` go to it), safe from the AMX crash.
+
+    Every model of the process is loaded here, the benchmark's too.
+    """
+    from llama_cpp import Llama
+
+    with _load_lock:
+        amx = amx_build()
+        if amx:
+            log.warning("This llama-cpp-python was built with AMX kernels, which crash on some CPUs; loading the "
+                        "model without them. `bash scripts/install-llama` rebuilds it without AMX.")
+        with without_extra_buffers() if amx else nullcontext():
+            return Llama(model_path=str(model_path), verbose=False, **options)
 
 
 class LlamaCppLLM:
@@ -123,21 +143,11 @@ class LlamaCppLLM:
     def _load(self) -> Any:
         if self._llama is None:
             check_gguf(self.model_path)
-            from llama_cpp import Llama
-
             try:
-                with _load_lock:
-                    amx = amx_build()
-                    if amx:
-                        log.warning("This llama-cpp-python was built with AMX kernels, which crash on some CPUs; "
-                                    "loading the model without them. `bash scripts/install-llama` rebuilds it "
-                                    "without AMX.")
-                    with without_extra_buffers() if amx else nullcontext():
-                        # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
-                        # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
-                        self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
-                                            n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
-                                            n_batch=512, seed=self.seed, verbose=False)
+                # Two thread counts: generating (one token at a time, bound by memory bandwidth) and
+                # evaluating the prompt (in batches, bound by compute); see docs/performance.md.
+                self._llama = load_llama(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                         n_threads_batch=self.n_threads_batch, n_batch=512, seed=self.seed)
             except (ValueError, RuntimeError) as exc:
                 raise ModelNotFoundError(
                     f"llama.cpp could not load {self.model_path} ({exc}). The file may be truncated or of an "

@@ -68,7 +68,7 @@ from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
 from .store import ChromaStore, Passage
-from .times import time_groups, unnamed_times
+from .times import times, unnamed_times
 from .verify import confirmed
 
 REFUSAL = "I could not find the answer to this in the articles."
@@ -349,12 +349,12 @@ class Pipeline:
         if self.settings.check and off_subject(f"{question} {query}", citations, passages):
             return refusal
         if self.settings.check and is_polar(question) and unsupported(
-                question, strip_markers(text), [passages[c.number - 1].text for c in citations]):
+                question, text, [passages[c.number - 1].text for c in citations]):
             return refusal  # a yes its passages do not state, or a yes-or-no question answered by restating it
         if self.settings.check and unnamed(question, [_titled(passages[c.number - 1]) for c in citations],
                                            [p.text for p in [*passages, *retrieved]]):
             return refusal  # asked about the OAS, answered from a passage that never names it
-        if self.settings.check and time_groups(question):
+        if self.settings.check and times(question):
             cited = [passages[c.number - 1] for c in citations]
             articles = {a: self.store.get(sorted(self.store.passage_ids(a))) for a in {p.article_id for p in cited}}
             if unnamed_times(question, cited, articles):

@@ -9,23 +9,24 @@ answers by stating it: "The 2020 election turnout was a record [1]", or "Yes,
 word of that answer is in the question or the passage, so the citation check
 passes it, and so did the model's own check (:mod:`qa.verify`).
 
-So, for a question that opens with an auxiliary verb ("Was…", "Did…",
-"Is…"):
+So, for a question whose last sentence opens with an auxiliary verb ("Was…",
+"Did…", "Isn't…"; not "Can you tell me who…", which asks who, nor "Was it A
+or B?", which asks which):
 
 - the model is asked to answer with what the passages state about it
   (:data:`HINT`, after the question in its prompt): asked that way, it quoted
   "88.4 percent, the second-highest in Bolivia's history" where it had said
   "a record";
-- an answer that says yes must find every key word of the question in the
-  passages it cites (:func:`unsupported_yes`): the passages must state the
-  claim, not just share its subject;
-- any other answer that adds nothing to the question ("No, it was not a
-  record") only restates the claim or its denial, which no passage can be
-  checked for, and is refused (:func:`restates`).
+- an answer that says yes, or that restates the question as a statement,
+  stands only if its cited passages hold every key word of the question (a
+  past tense for the question's verb: "won" for "did … win"): the passages
+  must state the claim, not just share its subject (:func:`holds_claim`);
+- an answer that restates the question as a denial ("No, it was not a
+  record") is refused: no passage can be checked for what it does not say.
 
-:func:`unsupported` applies both. An answer that states something the question
-does not ("88.4 percent, the second-highest") is checked like any other. Pure
-and deterministic.
+:func:`unsupported` applies these. An answer that states something the
+question does not ("88.4 percent, the second-highest") is checked like any
+other. Pure and deterministic.
 """
 
 from __future__ import annotations
@@ -33,29 +34,50 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .citations import _related, key_terms
+from .chunking import sentence_spans
+from .citations import bare_claim, key_terms, related
 
 HINT = "(Answer with what the passages state about it.)"
 
-_AUXILIARIES = ("is are was were am do does did has have had can could will would shall should may might must "
-                "isn't aren't wasn't weren't don't doesn't didn't hasn't haven't hadn't can't couldn't won't "
-                "wouldn't shouldn't").split()
+_AUXILIARIES = ("is are was were am do does did has have had can could will would should isn't aren't wasn't "
+                "weren't don't doesn't didn't hasn't haven't hadn't can't couldn't won't wouldn't shouldn't").split()
 _POLAR = re.compile(rf"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?(?:{'|'.join(map(re.escape, _AUXILIARIES))})\b",
                     re.IGNORECASE)
+# "Can you tell me who won?", "Do you know when…": a question about who or when, asked politely
+_EMBEDDED = re.compile(r"^\W*(?:can|could|would|will|do|did)\s+(?:you|anyone|somebody|someone)\s+"
+                       r"(?:please\s+)?(?:tell|list|name|give|explain|say|show|describe|know|find|summari[sz]e)\b",
+                       re.IGNORECASE)
+_ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)
 _YES = re.compile(r"^\W*(?:yes|yeah|indeed|correct|true|that is right|that's right)\b", re.IGNORECASE)
-_ANSWER_WORDS = frozenset("yes yeah indeed correct true right".split())
+_NEGATION = re.compile(r"\b(?:no|not|never|neither|nor|none|nobody|nothing)\b|n['’]t\b", re.IGNORECASE)
+# words of a question that are about asking, not about the claim: "Is it true that…"
+_ASKING = frozenset("yes yeah true correct right fact case really actually know tell think".split())
+# the past tenses a passage uses for a question's "did … win"
+_IRREGULAR = {
+    "become": "became", "begin": "began", "break": "broke", "bring": "brought", "build": "built", "buy": "bought",
+    "choose": "chose", "come": "came", "fall": "fell", "fight": "fought", "find": "found", "flee": "fled",
+    "get": "got", "give": "gave", "hold": "held", "keep": "kept", "know": "knew", "lead": "led", "leave": "left",
+    "lose": "lost", "make": "made", "meet": "met", "pay": "paid", "rise": "rose", "run": "ran", "say": "said",
+    "see": "saw", "sell": "sold", "send": "sent", "speak": "spoke", "spend": "spent", "stand": "stood",
+    "steal": "stole", "take": "took", "tell": "told", "think": "thought", "win": "won", "write": "wrote",
+}
 
 
 def is_polar(question: str) -> bool:
     """Does the question's last sentence ask yes or no?
 
-    >>> is_polar("Was that a record?"), is_polar("And did the MAS win the Senate?")
-    (True, True)
+    >>> is_polar("Was that a record?"), is_polar("And did Mr. Arce win the Senate?"), is_polar("Isn’t he president?")
+    (True, True, True)
     >>> is_polar("Is the COB part of the MAS? What is its status?"), is_polar("Who won?")
     (False, False)
+    >>> is_polar("Can you tell me who won?"), is_polar("Was the winner Arce or Mesa?")
+    (False, False)
     """
-    sentences = [s for s in re.split(r"(?<=[?.!])\s+", question.strip()) if s.strip()]
-    return bool(sentences) and _POLAR.match(sentences[-1]) is not None
+    text = question.strip().replace("’", "'")
+    spans = sentence_spans(text)
+    last = text[spans[-1][0]:spans[-1][1]] if spans else text
+    return (_POLAR.match(last) is not None and not _EMBEDDED.match(last)
+            and not _ALTERNATIVE.search(last))
 
 
 def with_hint(question: str) -> str:
@@ -69,54 +91,62 @@ def with_hint(question: str) -> str:
     return f"{question} {HINT}" if is_polar(question) else question
 
 
-def restates(question: str, answer: str) -> bool:
-    """True when the answer to a yes-or-no question adds no key word or number to it.
+def _claim_words(question: str) -> tuple[set[str], set[str]]:
+    words, numbers = key_terms(question)
+    return {w for w in words if w not in _ASKING}, numbers
 
-    >>> restates("Was the 2020 turnout a record?", "Yes, the 2020 turnout was a record.")
+
+def restates(question: str, answer: str) -> bool:
+    """True when the answer adds no key word or number to the question (markers aside).
+
+    >>> restates("Was the 2020 turnout a record?", "Yes, the 2020 turnout was a record [1].")
     True
-    >>> restates("Was the 2020 turnout a record?", "The turnout, 88.4 percent, was the second-highest.")
-    False
-    >>> restates("Who won the election?", "The election was won.")  # not a yes-or-no question
+    >>> restates("Was the 2020 turnout a record?", "The turnout, 88.4 percent, was the second-highest [2].")
     False
     """
-    if not is_polar(question):
-        return False
-    words, numbers = key_terms(answer)
+    words, numbers = key_terms(bare_claim(answer))
     asked_words, asked_numbers = key_terms(question)
-    new_words = {w for w in words - asked_words if w not in _ANSWER_WORDS
-                 and not any(_related(w, a) for a in asked_words)}
+    new_words = {w for w in words - asked_words if w not in _ASKING
+                 and not any(related(w, a) for a in asked_words)}
     return not new_words and not (numbers - asked_numbers)
 
 
-def unsupported_yes(question: str, answer: str, texts: Sequence[str]) -> bool:
-    """True when the answer says yes to a yes-or-no question whose key words its cited passages do not all hold.
+def holds_claim(question: str, texts: Sequence[str]) -> bool:
+    """Do the texts hold every key word and number of the question's claim?
 
-    Numbers count too; words match in families ("elected", "election"), as in :func:`qa.citations.off_subject`.
+    Words match in families ("elected", "election"; "win", "won"), as in :func:`qa.citations.off_subject`.
 
-    >>> quote = ["The turnout was 88.4 percent, the second-highest in the country's history."]
-    >>> unsupported_yes("Was the turnout a record?", "Yes, 88.4 percent [1].", quote)
+    >>> texts = ["Luis Arce won the election with 55 percent; turnout was the second-highest ever."]
+    >>> holds_claim("Did Luis Arce win the election?", texts)
     True
-    >>> unsupported_yes("Was the turnout high?", "No, it was 88.4 percent [1].", quote)  # says no
-    False
-    >>> unsupported_yes("Was the turnout the second-highest?", "Yes, at 88.4 percent [1].", quote)
+    >>> holds_claim("Is it true that turnout was a record?", texts)
     False
     """
-    if not is_polar(question) or not _YES.match(answer):
-        return False
-    asked_words, asked_numbers = key_terms(question)
+    asked_words, asked_numbers = _claim_words(question)
     words, numbers = key_terms(" ".join(texts))
-    return bool(asked_numbers - numbers) or not all(any(_related(a, w) for w in words) for a in asked_words)
+    return asked_numbers <= numbers and all(
+        any(related(a, w) for w in words) or _IRREGULAR.get(a, "") in words for a in asked_words)
 
 
 def unsupported(question: str, answer: str, texts: Sequence[str]) -> bool:
     """True when an answer to a yes-or-no question does not stand (see the module's note).
 
+    ``texts`` are the passages the answer cites.
+
     >>> texts = ["Turnout was 88.4 percent, the second-highest in the country's history."]
-    >>> unsupported("Was turnout a record?", "No, turnout was not a record.", texts)
+    >>> unsupported("Was turnout a record?", "Yes, turnout was a record [1].", texts)
     True
-    >>> unsupported("Was turnout the second-highest?", "Yes, turnout was the second-highest.", texts)
+    >>> unsupported("Was turnout a record?", "Turnout was a record [1].", texts)
+    True
+    >>> unsupported("Was turnout the second-highest?", "Turnout was the second-highest [1].", texts)
+    False
+    >>> unsupported("Was turnout the second-highest?", "No, turnout was not the second-highest [1].", texts)
+    True
+    >>> unsupported("Was turnout a record?", "It was 88.4 percent, the second-highest [1].", texts)
     False
     """
-    if _YES.match(answer):
-        return unsupported_yes(question, answer, texts)
-    return restates(question, answer)
+    answer = bare_claim(answer)
+    restated = restates(question, answer)
+    if _YES.match(answer) or (restated and not _NEGATION.search(answer)):
+        return not holds_claim(question, texts)
+    return restated

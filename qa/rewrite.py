@@ -38,15 +38,15 @@ INSTRUCTION = ("Rewrite the user's last question as one standalone question that
 MAX_CHARS = 300
 # A worked rewrite: a conversation, and its last question made standalone. Its subject is made up,
 # as in the answer prompt's worked examples, so that it can never be mistaken for an article's.
-EXAMPLE = ("User: Who cut the ribbon at the bridge opening?\nYou: The mayor, Ana Ruiz [2].\n"
+EXAMPLE = ("User: Who cut the ribbon at the bridge opening?\nYou: The mayor, Ana Ruiz.\n"
            "User: And when was she elected?", "When was the mayor, Ana Ruiz, elected?")
-# "the two of them", "both of them": words that only point back, like a pronoun
-_REFERENCE = re.compile(r"\b(?:the\s+)?(?:two|three|four|both|all|each|either|neither)\s+of\s+"
-                        r"(?:them|those|these|us)\b", re.IGNORECASE)
+# "the two of them", "both of them", "these two": words that only point back, like a pronoun
+_REFERENCE = re.compile(r"\b(?:(?:the\s+)?(?:two|three|four|both|all|each|either|neither)\s+of\s+"
+                        r"(?:them|those|these|us)|(?:the|these|those)\s+(?:two|three|four))\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:and|but|so|also|then|ok|okay)\b[\s,]*", re.IGNORECASE)
 _QUESTION_WORDS = frozenset("""who whom whose what when where why which how was were is are did do does can could
 will would has have had""".split())
-_PRONOUNS = frozenset("he she it they them him her his its their that this those these there same".split())
+_PRONOUNS = frozenset("he she it they them him her his its their that this those these there same both".split())
 
 
 def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, chars: int = 300,
@@ -107,6 +107,8 @@ def accept_rewrite(question: str, reply: str) -> str | None:
     None
     >>> accept_rewrite("And when were the two of them sworn in?", "When were Ana Ruiz and Tom Lee sworn in?")
     'When were Ana Ruiz and Tom Lee sworn in?'
+    >>> accept_rewrite("Were both sworn in?", "Were Ana Ruiz and Tom Lee sworn in?")
+    'Were Ana Ruiz and Tom Lee sworn in?'
     """
     line = " ".join(reply.strip().splitlines()[0].split()) if reply.strip() else ""
     line = line.strip("\"'“”` ")

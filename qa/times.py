@@ -10,10 +10,10 @@ percent" names no year, and sits in the section headed "October 2020 election". 
 is dated by the times it names, its section heading names (the nearest heading before it: a
 paragraph of one short line that ends without punctuation) and its article's title names; when
 none of these names a time, by every time its article names. Each time the question names must
-be among the dates of a cited passage. A decade is named by itself or by any of its years ("in
-1995" names the 1990s), and one written without its century ("the 90s") by either century's; a
-year only by itself. Pure and deterministic; the pipeline reads the cited articles only for a
-question that names a time.
+be among the dates of a cited passage. A decade or a century is named by itself or by any of its
+years ("in 1995" names the 1990s and the 1900s); a year only by itself. A year after "since",
+"after", "before" or "until" is a bound, not a date, and is not asked for. Pure and
+deterministic; the pipeline reads the cited articles only for a question that names a time.
 """
 
 from __future__ import annotations
@@ -21,35 +21,45 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from .citations import _fold, decade_groups
+from .citations import decades, fold
 from .store import Passage
 
-_YEAR = re.compile(r"(?<![\d.,])(1[0-9]\d\d|20\d\d)(?![\d.,]*\d)")
+# a year from 1800 to 2099: not part of a larger number, nor a share ("2020 percent")
+_YEAR = re.compile(r"(?<![\d.,])(18\d\d|19\d\d|20\d\d)(?![\d.,]*\d)(?!\s*(?:%|percent|per cent))")
+# before a year that is a bound, not a date: "since 2019", "after the 2019 crisis"
+_BOUND = re.compile(r"\b(?:since|after|before|until|till|prior to|pre|post)[\s-]+(?:the\s+)?$")
 # a paragraph of one line (inside a passage, or at its start or end)
 _LINE = re.compile(r"(?:^|\n[ \t]*\n)[ \t]*([^\n]{3,100}?)[ \t]*(?=\n[ \t]*\n|\s*$)")
-_CLOSED = re.compile(r"[.!?:;,\"”’')\]…]$")
+_CLOSED = re.compile(r"[.!?:;,\"”’')\]…—–-]$")
+_NOT_HEADING = re.compile(r"^(?:published|updated|posted|by|read more|see also|photo|image|source|credit|share)\b",
+                          re.IGNORECASE)
 
 
-def time_groups(text: str) -> list[frozenset[str]]:
-    """The years and decades a text names, each as the set of what it may mean.
+def times(text: str) -> set[str]:
+    """The years and decades a text names as dates (:func:`qa.citations.decades`).
 
-    >>> [sorted(group) for group in time_groups("Did he fight the DEA in the ’90s, or in 2019, 88.4 percent?")]
-    [['1990s', '2090s'], ['2019']]
+    >>> sorted(times("Did he fight the DEA in the ’90s, or in 2019, when 1500 troops got 12.5 percent?"))
+    ['1990s', '2019']
+    >>> times("Turnout has risen since 2019 and rose 2020 percent.")
+    set()
     """
-    groups, rest = decade_groups(_fold(text))
-    return groups + [frozenset({year}) for year in _YEAR.findall(rest)]
+    found, rest = decades(fold(text))
+    for match in _YEAR.finditer(rest):
+        if not _BOUND.search(rest[:match.start()]):
+            found.add(match.group(1))
+    return found
 
 
 def named_times(texts: Iterable[str]) -> set[str]:
-    """Every year and decade the texts may name, a year naming its decade too.
+    """Every year and decade the texts name, a year naming its decade and its century too.
 
-    >>> sorted(named_times(["In 1995 he fought the DEA.", "The 2020s began in the ’80s."]))
-    ['1980s', '1990s', '1995', '2020s', '2080s']
+    >>> sorted(named_times(["In 1995 he fought the DEA.", "The 2020s began."]))
+    ['1900s', '1990s', '1995', '2020s']
     """
     named: set[str] = set()
     for text in texts:
-        for group in time_groups(text):
-            named |= group | {t[:3] + "0s" for t in group if t.isdigit()}
+        for time in times(text):
+            named |= {time, time[:3] + "0s", time[:2] + "00s"} if time.isdigit() else {time}
     return named
 
 
@@ -64,7 +74,8 @@ def headings(article: Sequence[Passage]) -> list[tuple[int, str]]:
     for passage in article:
         for match in _LINE.finditer(passage.text):
             line = match.group(1)
-            if not _CLOSED.search(line) and any(c.isalpha() for c in line):
+            if not _CLOSED.search(line) and not _NOT_HEADING.match(line) and (
+                    any(c.isalpha() for c in line) or _YEAR.fullmatch(line)):
                 found[passage.start + match.start(1)] = line
     return sorted(found.items())
 
@@ -75,7 +86,7 @@ def dates(passage: Passage, article: Sequence[Passage]) -> set[str]:
     >>> head = Passage("h", "Rain fell.\\n\\nOctober 2020 election", "x", "T", "x.txt", 0, 32)
     >>> turnout = Passage("t", "Turnout was 88.4 percent.", "x", "T", "x.txt", 34, 59)
     >>> sorted(dates(turnout, [head, turnout]))
-    ['2020', '2020s']
+    ['2000s', '2020', '2020s']
     """
     above = [text for offset, text in headings(article) if offset <= passage.start]
     return (named_times([passage.text, passage.title, *above[-1:]])
@@ -95,4 +106,4 @@ def unnamed_times(question: str, cited: Sequence[Passage], articles: Mapping[str
     []
     """
     named = set().union(*(dates(p, articles.get(p.article_id, [p])) for p in cited))
-    return [min(group) for group in time_groups(question) if not group & named]
+    return sorted(times(question) - named)

@@ -20,7 +20,7 @@ def test_a_yes_or_no_question_asks_for_what_the_passages_state() -> None:
 
 
 def test_a_yes_or_no_question_is_not_answered_by_restating_it(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder")
+    pipeline, _ = fake_pipeline("placeholder")
     passages = pipeline.retrieve(RECORD)
     n = next(i for i, p in enumerate(passages, 1) if "second-highest" in p.text)
 
@@ -43,10 +43,14 @@ def test_a_yes_or_no_question_is_not_answered_by_restating_it(fake_pipeline) -> 
 def test_the_whole_pipeline_on_a_yes_or_no_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder")
     n = next(i for i, p in enumerate(pipeline.retrieve(RECORD), 1) if "second-highest" in p.text)
-    llm.replies = [f"Yes, it was a record [{n}]."]
+    # every word is in the question or the passage, so the citation check alone passes it
+    reply = f"Yes, the participation rate of 88.4 percent was a record [{n}]."
+    llm.replies = [reply]
     _, answer = run_stream(pipeline, RECORD)
     assert not answer.answered and answer.timings["readings"] == 2  # refused after the best and all passages
     assert all(call[-1]["content"].endswith(f"{RECORD} {HINT}") for call in llm.calls)
+    assert pipeline.finish(reply, "What participation rate did registered Bolivians reach?", RECORD,
+                           pipeline.retrieve(RECORD)).answered, "refused as a yes, not by the citation check"
 
 
 MORALES = "Which two US agencies did Morales fight in the 1990s as leader of the coca growers union?"
@@ -94,3 +98,13 @@ def test_long_names_the_model_adds_to_acronyms_are_dropped(fake_pipeline) -> Non
     reply = "The US Agency for International Development (USAID) and the Drug Enforcement Administration (DEA) [1]."
     answer = pipeline.finish(reply, MORALES, MORALES, passages)
     assert answer.answered and answer.text == "The USAID and the DEA [1]."
+
+
+def test_a_yes_to_did_stands_on_the_past_tense(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline()
+    won = _passage(pipeline, "Luis Arce resoundingly won elections")
+    reply = "Yes, Luis Arce won the elections to become president [1]."
+    asked = "Did Luis Arce win the elections to become president?"  # the passage says "won"
+    assert pipeline.finish(reply, asked, asked, [won]).answered
+    asked = "Did Luis Arce lose the elections to become president?"  # nor "lose" nor "lost"
+    assert not pipeline.finish(reply, asked, asked, [won]).answered

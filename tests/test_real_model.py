@@ -99,9 +99,29 @@ def test_an_amx_build_loads_the_model_without_extra_buffers(smollm_path, monkeyp
     info = llama_cpp.llama_print_system_info()
     monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info + b"AMX_INT8 = 1 | ")
     llm = LlamaCppLLM(smollm_path, n_ctx=512, n_threads=1)
+    assert "use_extra_bufts" in {name for name, *_ in type(llm.llama.model_params)._fields_}
     assert llm.llama.model_params.use_extra_bufts is False
     assert native.llama_model_default_params is default  # restored after loading
     assert "".join(llm.stream_chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0.0))
 
     monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info.replace(b"AMX_INT8 = 1 | ", b""))
     assert LlamaCppLLM(smollm_path, n_ctx=512, n_threads=1).llama.model_params.use_extra_bufts is True
+
+
+def test_an_amx_build_without_the_switch_is_a_clear_error(smollm_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ctypes
+
+    import llama_cpp
+    import llama_cpp.llama_cpp as native
+
+    from qa.errors import ModelNotFoundError
+    from qa.llm import LlamaCppLLM
+
+    class Older(ctypes.Structure):  # model parameters of a llama.cpp without use_extra_bufts
+        _fields_ = [("n_gpu_layers", ctypes.c_int32)]
+
+    info = llama_cpp.llama_print_system_info()
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info + b"AMX_INT8 = 1 | ")
+    monkeypatch.setattr(native, "llama_model_default_params", Older)
+    with pytest.raises(ModelNotFoundError, match="install-llama"):
+        LlamaCppLLM(smollm_path, n_ctx=512, n_threads=1).load()
