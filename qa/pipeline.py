@@ -17,8 +17,8 @@
         │ quotes share no word with the question, or whose passages never name a body the
         │ question names by an acronym the passages define ("the OAS"), or that answers a
         │ yes-or-no question by restating it or with a yes its passages do not state (qa.polar),
-        │ or that comes from a passage not dated by a year or decade the question names
-        │ (qa.times), is refused
+        │ or whose quotes are not dated by a year or decade the question names (qa.times),
+        │ is refused
         ▼
     the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
         │ NO is a refusal
@@ -355,8 +355,8 @@ class Pipeline:
                                            [p.text for p in [*passages, *retrieved]]):
             return refusal  # asked about the OAS, answered from a passage that never names it
         if self.settings.check and times(question):
-            cited = [passages[c.number - 1] for c in citations]
-            articles = {a: self.store.get(sorted(self.store.passage_ids(a))) for a in {p.article_id for p in cited}}
+            cited = [(c.quote, passages[c.number - 1]) for c in citations]
+            articles = {a: self.store.get(sorted(self.store.passage_ids(a))) for a in {p.article_id for _, p in cited}}
             if unnamed_times(question, cited, articles):
                 return refusal  # asked about 2019, answered from a passage about 2020
         if self.settings.check and self.settings.verify:

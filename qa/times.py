@@ -6,13 +6,15 @@ answered with the 2020 turnout. Every word of both answers is in the passage or 
 and the model's own check agreed. Only the time was wrong, so it is checked here.
 
 A passage rarely restates the year of the events it reports: "a participation rate of 88.4
-percent" names no year, and sits in the section headed "October 2020 election". So a passage
-is dated by the times it names, its section heading names (the nearest heading before it: a
-paragraph of one short line that ends without punctuation) and its article's title names; when
-none of these names a time, by every time its article names. Each time the question names must
-be among the dates of a cited passage. A decade or a century is named by itself or by any of its
-years ("in 1995" names the 1990s and the 1900s); a year only by itself. A year after "since",
-"after", "before" or "until" is a bound, not a date, and is not asked for. Pure and
+percent" names no year, and sits in the section headed "October 2020 election"; "elections ...
+were scheduled to be held on 3 May, but were then postponed" sits in a passage about the coup of
+November 2019, in an article about the 2020 election. So what an answer quotes is dated by the
+nearest context that names any time: the quoted sentences themselves, else the passage's section
+heading (the nearest heading before it: a paragraph of one short line that ends without
+punctuation), else its article's title, else every time its article names. Each time the
+question names must be among the dates of a cited quote. A decade or a century is named by itself
+or by any of its years ("in 1995" names the 1990s and the 1900s); a year only by itself. A year
+after "since", "after", "before" or "until" is a bound, not a date, and is not asked for. Pure and
 deterministic; the pipeline reads the cited articles only for a question that names a time.
 """
 
@@ -80,30 +82,36 @@ def headings(article: Sequence[Passage]) -> list[tuple[int, str]]:
     return sorted(found.items())
 
 
-def dates(passage: Passage, article: Sequence[Passage]) -> set[str]:
-    """The years and decades that date a passage (see the module's note).
+def dates(quote: str, passage: Passage, article: Sequence[Passage]) -> set[str]:
+    """The years and decades that date what a passage's ``quote`` says (see the module's note).
 
     >>> head = Passage("h", "Rain fell.\\n\\nOctober 2020 election", "x", "T", "x.txt", 0, 32)
-    >>> turnout = Passage("t", "Turnout was 88.4 percent.", "x", "T", "x.txt", 34, 59)
-    >>> sorted(dates(turnout, [head, turnout]))
+    >>> turnout = Passage("t", "In 2019 it was low. Turnout was 88.4 percent.", "x", "T", "x.txt", 34, 79)
+    >>> sorted(dates("Turnout was 88.4 percent.", turnout, [head, turnout]))
     ['2000s', '2020', '2020s']
+    >>> sorted(dates("In 2019 it was low.", turnout, [head, turnout]))
+    ['2000s', '2010s', '2019']
     """
     above = [text for offset, text in headings(article) if offset <= passage.start]
-    return (named_times([passage.text, passage.title, *above[-1:]])
-            or named_times([passage.title, *(p.text for p in article)]))
+    for context in ([quote], above[-1:], [passage.title]):
+        named = named_times(context)
+        if named:
+            return named
+    return named_times(p.text for p in article)
 
 
-def unnamed_times(question: str, cited: Sequence[Passage], articles: Mapping[str, Sequence[Passage]]) -> list[str]:
-    """The years and decades of ``question`` that date none of the ``cited`` passages.
+def unnamed_times(question: str, cited: Sequence[tuple[str, Passage]],
+                  articles: Mapping[str, Sequence[Passage]]) -> list[str]:
+    """The years and decades of ``question`` that date none of the ``cited`` quotes (with their passages).
 
     ``articles`` holds every passage of each cited passage's article, by article id.
 
     >>> a = [Passage("1", "In October of 2019, Morales won.", "a", "T", "a.txt", 0, 32)]
     >>> b = [Passage("2", "In the 90s he fought the DEA.", "b", "T", "b.txt", 0, 29)]
-    >>> unnamed_times("Whom did Morales fight in the 1990s?", a, {"a": a})
+    >>> unnamed_times("Whom did Morales fight in the 1990s?", [("Morales won.", a[0])], {"a": a})
     ['1990s']
-    >>> unnamed_times("Whom did Morales fight in the 1990s?", b, {"b": b})
+    >>> unnamed_times("Whom did Morales fight in the 1990s?", [("He fought the DEA.", b[0])], {"b": b})
     []
     """
-    named = set().union(*(dates(p, articles.get(p.article_id, [p])) for p in cited))
+    named = set().union(*(dates(quote, p, articles.get(p.article_id, [p])) for quote, p in cited))
     return sorted(times(question) - named)

@@ -85,6 +85,19 @@ def test_a_passage_is_dated_by_its_section_heading(fake_pipeline) -> None:  # ty
         assert pipeline.finish(reply, asked, asked, [turnout]).answered is stands, year
 
 
+def test_a_quote_without_a_year_is_dated_by_its_heading_title_or_article(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # The passage names 2019 (the coup), not in the sentence quoted, which speaks of the 2020 vote.
+    pipeline, _ = fake_pipeline()
+    postponed = _passage(pipeline, "were then postponed, ostensibly owing to the coronavirus pandemic")
+    assert "2019" in postponed.text and "2020" not in postponed.text
+    reply = "The election was postponed owing to the coronavirus pandemic [1]."
+    for year, stands in (("2020", True), ("2018", False)):  # the article names 2020, never 2018
+        asked = f"Why was the {year} election postponed?"
+        answer = pipeline.finish(reply, asked, asked, [postponed])
+        assert answer.answered is stands, year
+        assert not stands or "2019" not in answer.citations[0].quote
+
+
 def test_a_decade_in_the_question_reaches_the_model(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     # "1990s" is in no passage as written ("in the 90s"): not a reason to refuse before asking
     pipeline, llm = fake_pipeline("NOT FOUND")

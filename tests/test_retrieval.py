@@ -31,13 +31,20 @@ def test_follow_ups_carry_the_topic() -> None:
     assert search_text("Who is Luis Arce and what did he do as economy minister?", history).startswith("Who")
 
 
-def test_keyword_index_follows_every_ingest(articles_dir: Path, tmp_path: Path) -> None:
+def _indexed(articles_dir: Path, tmp_path: Path) -> tuple[ChromaStore, KeywordIndex]:
+    """The articles ingested into a new store (fake embedder), and its loaded keyword index."""
     embedder = FakeEmbedder()
     data = tmp_path / "data"
     store = ChromaStore(data / "chroma", embedder_name=embedder.name)
     ingest(articles_dir, store, embedder, data)
     keyword = KeywordIndex(data / "keyword")
     keyword.load(store)
+    return store, keyword
+
+
+def test_keyword_index_follows_every_ingest(articles_dir: Path, tmp_path: Path) -> None:
+    store, keyword = _indexed(articles_dir, tmp_path)
+    embedder, data = FakeEmbedder(), tmp_path / "data"
     hits = keyword.search("Salvador Romero TSE president", 3)
     assert hits and "Salvador Romero" in store.get(hits[:1])[0].text
 
@@ -91,11 +98,6 @@ def test_an_index_saved_with_other_tokens_is_rebuilt(articles_dir: Path, tmp_pat
 
 def test_a_decade_matches_however_it_is_written(articles_dir: Path, tmp_path: Path) -> None:
     # the article says "in the 90s"; the question "in the 1990s", which is not the year 1990
-    embedder = FakeEmbedder()
-    data = tmp_path / "data"
-    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
-    ingest(articles_dir, store, embedder, data)
-    keyword = KeywordIndex(data / "keyword")
-    keyword.load(store)
+    store, keyword = _indexed(articles_dir, tmp_path)
     hits = store.get(keyword.search("1990s", 3))
     assert hits and all("90s" in p.text for p in hits)
