@@ -171,12 +171,12 @@ def _spelled_numbers(folded: str) -> set[str]:
 
 
 # A decade: "the 1990s" (the century given; 1600s to 2000s), or "the ’90s", "the 90s", "the
-# mid-90s", "the nineties" (the century left out: then "the", an apostrophe or early/mid/late must
-# come first, so that "in their 20s" or "after 30s" stays a number). Changing these changes the
+# mid-90s", "mid-’90s", "the nineties" (the century left out: then "the" or an apostrophe must come
+# first, so that "in their 20s", "in his mid-30s" or "after 30s" stays a number). Changing these changes the
 # keyword index's tokens: bump qa.retrieval.TOKENS_VERSION.
 _DECADE = re.compile(r"\b(1[6-9]|20)([0-9]0)['’]?s\b")
 _BARE_DECADE = re.compile(
-    r"(?:\bthe\s+(?:(?:early|mid|late)[- ])?['’‘]?|['’‘]|\b(?:early|mid|late)[- ]['’‘]?)"
+    r"(?:\bthe\s+(?:(?:early|mid|late)[- ])?['’‘]?|['’‘]|\b(?:early|mid|late)[- ]['’‘])"
     r"(?:([1-9]0)['’]?s\b|(twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties)\b)")
 
 
@@ -190,7 +190,7 @@ def decades(folded: str) -> tuple[set[str], str]:
 
     >>> sorted(decades("in the 1990s, the ’80s, the mid-60s and the twenties; 1990 and 2020")[0])
     ['1960s', '1980s', '1990s', '2020s']
-    >>> decades("people in their 90s, after 30s, 1000s of them")[0]
+    >>> decades("people in their 90s, a man in his mid-30s, after 30s, 1000s of them")[0]
     set()
     """
     found = {f"{century}{decade}s" for century, decade in _DECADE.findall(folded)}
@@ -358,7 +358,8 @@ def bare_claim(sentence: str) -> str:
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", _MARKER.sub("", sentence)).strip()
 
 
-_INTERJECTION = re.compile(r"^\W*(?:yes|no)\b[\s,.;:!-]*", re.IGNORECASE)
+# "Yes," "No." "No -" open an answer; "No one", "No-confidence" do not
+_INTERJECTION = re.compile(r"^\W*(?:yes|no)(?:\s*[,.;:!]|\s+[-–—](?=\s)|\s*$)[\s,.;:!–—-]*", re.IGNORECASE)
 
 
 def stated(claim: str) -> str:
@@ -366,8 +367,10 @@ def stated(claim: str) -> str:
 
     Whether that yes stands is :mod:`qa.polar`'s to check; the passage is checked for the rest.
 
-    >>> stated("Yes, turnout was 88.4 percent."), stated("Nobody voted.")
-    ('turnout was 88.4 percent.', 'Nobody voted.')
+    >>> stated("Yes, turnout was 88.4 percent."), stated("No - it fell."), stated("Nobody voted.")
+    ('turnout was 88.4 percent.', 'it fell.', 'Nobody voted.')
+    >>> stated("No one voted."), stated("No-confidence votes failed.")
+    ('No one voted.', 'No-confidence votes failed.')
     """
     return _INTERJECTION.sub("", claim)
 

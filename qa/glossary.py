@@ -150,5 +150,6 @@ def strip_expansions(answer: str, passages: Sequence[str]) -> str:
     said = _spelling(" ".join(" ".join(passages).split()))
     for acronym, name in definitions(answer).items():
         if _uses(acronym, " ".join(passages)) and _spelling(name) not in said:
-            answer = re.sub(rf"{re.escape(name)}\s*\({re.escape(acronym)}\)", acronym, answer)
+            spelled = r"\s+".join(map(re.escape, name.split()))  # however the answer spaces or breaks it
+            answer = re.sub(rf"{spelled}\s*\({re.escape(acronym)}\)", acronym, answer)
     return answer

@@ -22,7 +22,9 @@ or B?", which asks which):
   past tense for the question's verb: "won" for "did … win"): the passages
   must state the claim, not just share its subject (:func:`holds_claim`);
 - an answer that restates the question as a denial ("No, it was not a
-  record") is refused: no passage can be checked for what it does not say.
+  record") stands only if one sentence of its cited passages holds every
+  key word of the question and a negation ("Morales did not attend the
+  inauguration"): a passage that is silent on a claim does not deny it.
 
 :func:`unsupported` applies these. An answer that states something the
 question does not ("88.4 percent, the second-highest") is checked like any
@@ -49,7 +51,8 @@ _EMBEDDED = re.compile(r"^\W*(?:can|could|would|will|do|did)\s+(?:you|anyone|som
                        re.IGNORECASE)
 _ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)
 _YES = re.compile(r"^\W*(?:yes|yeah|indeed|correct|true|that is right|that's right)\b", re.IGNORECASE)
-_NEGATION = re.compile(r"\b(?:no|not|never|neither|nor|none|nobody|nothing)\b|n['’]t\b", re.IGNORECASE)
+# a denial; not "no-confidence", "no-fly"
+_NEGATION = re.compile(r"\b(?:no|not|never|neither|nor|none|nobody|nothing)\b(?!-)|n['’]t\b", re.IGNORECASE)
 # words of a question that are about asking, not about the claim: "Is it true that…"
 _ASKING = frozenset("yes yeah true correct right fact case really actually know tell think".split())
 # the past tenses a passage uses for a question's "did … win"
@@ -93,7 +96,8 @@ def with_hint(question: str) -> str:
 
 def _claim_words(question: str) -> tuple[set[str], set[str]]:
     words, numbers = key_terms(question)
-    return {w for w in words if w not in _ASKING}, numbers
+    # "Didn't Arce win?" asks whether Arce won: its "didn't" is the asking, not the claim
+    return {w for w in words if w not in _ASKING and not re.search(r"n['’]t$", w)}, numbers
 
 
 def restates(question: str, answer: str) -> bool:
@@ -144,9 +148,14 @@ def unsupported(question: str, answer: str, texts: Sequence[str]) -> bool:
     True
     >>> unsupported("Was turnout a record?", "It was 88.4 percent, the second-highest [1].", texts)
     False
+    >>> unsupported("Did Morales attend?", "No, Morales did not attend [1].", ["Morales did not attend. It rained."])
+    False
     """
     answer = bare_claim(answer)
     restated = restates(question, answer)
     if _YES.match(answer) or (restated and not _NEGATION.search(answer)):
         return not holds_claim(question, texts)
-    return restated
+    if restated:  # a denial
+        sentences = [text[a:b] for text in texts for a, b in sentence_spans(text)]
+        return not any(_NEGATION.search(s) and holds_claim(question, [s]) for s in sentences)
+    return False

@@ -110,7 +110,7 @@ def search_text(question: str, history: Sequence[Message]) -> str:
 
 
 # Bumped whenever :func:`tokens` changes, so that an index saved with the old tokens is rebuilt.
-TOKENS_VERSION = 2  # 1: before decades were tokens of their own
+TOKENS_VERSION = 3  # 1: before decades were tokens of their own; 2: ages read as decades
 
 
 def fingerprint(ids: Sequence[str]) -> str:

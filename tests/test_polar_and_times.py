@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from qa.polar import HINT
+from qa.polar import HINT, unsupported
 from qa.prompt import build_messages
 from qa.store import Passage
+from qa.times import times, unnamed_times
 
 from .fakes import run_stream
 
@@ -121,3 +122,53 @@ def test_a_yes_to_did_stands_on_the_past_tense(fake_pipeline) -> None:  # type: 
     assert pipeline.finish(reply, asked, asked, [won]).answered
     asked = "Did Luis Arce lose the elections to become president?"  # nor "lose" nor "lost"
     assert not pipeline.finish(reply, asked, asked, [won]).answered
+
+
+def _article(text: str, title: str = "Notes") -> list[Passage]:
+    """One article of hand-made passages, cut at blank-line pairs marked '||'."""
+    out, start = [], 0
+    for n, part in enumerate(text.split("||")):
+        out.append(Passage(f"p{n}", part, "a", title, "a.txt", start, start + len(part)))
+        start += len(part) + 2
+    return out
+
+
+def test_a_heading_inside_the_passage_dates_the_quote_below_it() -> None:
+    article = _article("November 2019 coup\n\nMorales fled.\n\nOctober 2020 election\n\nTurnout was 88.4 percent.")
+    passage = article[0]
+    turnout = [("Turnout was 88.4 percent.", passage)]
+    assert unnamed_times("What was turnout in the 2020 election?", turnout, {"a": article}) == []
+    assert unnamed_times("What was turnout in the 2019 election?", turnout, {"a": article}) == ["2019"]
+    assert unnamed_times("Who fled in 2019?", [("Morales fled.", passage)], {"a": article}) == []
+
+
+def test_a_quote_without_heading_or_title_time_is_dated_by_its_whole_article() -> None:
+    article = _article("Rain fell all week.||In March 2021 the river rose.")
+    rain = [("Rain fell all week.", article[0])]
+    assert unnamed_times("Did rain fall in 2021?", rain, {"a": article}) == []
+    assert unnamed_times("Did rain fall in 2022?", rain, {"a": article}) == ["2022"]
+    # the title names a time before the article's body does
+    titled = _article("Rain fell all week.||In March 2021 the river rose.", title="Floods of 2020")
+    assert unnamed_times("Did rain fall in 2021?", [("Rain fell all week.", titled[0])], {"a": titled}) == ["2021"]
+
+
+def test_bounds_comparisons_ages_and_counts_are_not_dates() -> None:
+    assert times("How has turnout changed since 2019?") == set()
+    assert times("Was turnout higher than in 2019, up from 2018's?") == set()
+    assert times("Who was the man in his mid-30s arrested?") == set()
+    assert times("What happened in the mid-’90s?") == {"1990s"}
+    article = _article("Police held 1,800 people.")
+    assert unnamed_times("Were 1800 people arrested?", [("Police held 1,800 people.", article[0])],
+                         {"a": article}) == []
+
+
+def test_negative_questions_and_denials_the_passage_states() -> None:
+    won = ["Luis Arce won the election."]
+    assert not unsupported("Didn't Arce win the election?", "Yes, Arce won the election [1].", won)
+    assert not unsupported("Did the no-confidence vote pass?", "The no-confidence vote passed [1].",
+                           ["The no-confidence vote passed on Tuesday."])
+    asked = "Did Morales attend the inauguration?"
+    denial = "No, Morales did not attend the inauguration [1]."
+    assert not unsupported(asked, denial, ["Arce was sworn in. Morales did not attend the inauguration."])
+    # a passage silent on the claim does not deny it
+    assert unsupported(asked, denial, ["Arce was sworn in at the inauguration. Morales was in Argentina."])
