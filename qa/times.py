@@ -14,9 +14,9 @@ heading (the nearest heading before them, in their passage or an earlier one: a 
 short line that ends without punctuation), else its article's title, else every time its article
 names. Each time the question names must be among the dates of a cited quote. A decade or a
 century is named by itself or by any of its years ("in 1995" names the 1990s and the 1900s); a
-year only by itself. A year after "since", "after", "before" or "until" is a bound, not a date,
-and is not asked for. Pure and deterministic; the pipeline reads the cited articles only for a
-question that names a time.
+year only by itself. A year after "since", "before", "until", "than" or "up from" is a bound
+or a comparison, not a date, and is not asked for; nor is a count ("1,800 people"). Pure and
+deterministic; the pipeline reads the cited articles only for a question that names a time.
 """
 
 from __future__ import annotations
