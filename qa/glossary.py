@@ -147,9 +147,10 @@ def strip_expansions(answer: str, passages: Sequence[str]) -> str:
     ...                  ["the TSE’s president", "the Supreme Electoral Tribunal (TSE) on Friday"])
     'The Supreme Electoral Tribunal (TSE) counted [1].'
     """
-    said = _spelling(" ".join(" ".join(passages).split()))
+    text = " ".join(passages)
+    said = _spelling(" ".join(text.split()))
     for acronym, name in definitions(answer).items():
-        if _uses(acronym, " ".join(passages)) and _spelling(name) not in said:
+        if _uses(acronym, text) and _spelling(name) not in said:
             spelled = r"\s+".join(map(re.escape, name.split()))  # however the answer spaces or breaks it
             answer = re.sub(rf"{spelled}\s*\({re.escape(acronym)}\)", acronym, answer)
     return answer

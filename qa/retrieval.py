@@ -29,14 +29,13 @@ import os
 import re
 import shutil
 import threading
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .citations import decades
+from .citations import decades, fold
 from .embedder import Embedder
 from .llm import Message
 from .rerank import Reranker, rerank
@@ -61,9 +60,7 @@ def tokens(text: str) -> list[str]:
     >>> tokens("the 1990s"), tokens("the ’90s"), tokens("in their 90s")
     (['1990s'], ['1990s'], ['90'])
     """
-    folded = unicodedata.normalize("NFKD", text.lower())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    folded = re.sub(r"(?<=\d),(?=\d{3}\b)", "", folded)
+    folded = re.sub(r"(?<=\d),(?=\d{3}\b)", "", fold(text))
     found, folded = decades(folded)
     out = sorted(found)
     for word in re.findall(r"\d+(?:\.\d+)?|[a-z]+", folded):

@@ -83,12 +83,8 @@ def test_hybrid_retrieval_finds_rare_names_and_respects_the_filter(articles_dir:
 def test_an_index_saved_with_other_tokens_is_rebuilt(articles_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import qa.retrieval
 
-    embedder = FakeEmbedder()
-    data = tmp_path / "data"
-    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
-    ingest(articles_dir, store, embedder, data)
+    store, keyword = _indexed(articles_dir, tmp_path)
     ids = sorted(i for ids in store.ids_by_article().values() for i in ids)
-    keyword = KeywordIndex(data / "keyword")
     assert keyword.matches(ids)
     monkeypatch.setattr(qa.retrieval, "TOKENS_VERSION", qa.retrieval.TOKENS_VERSION + 1)  # tokens() changed
     assert not keyword.matches(ids)
