@@ -1,7 +1,7 @@
 """Ask questions of a folder of news articles, answered by a local model with checked citations.
 
 >>> from qa import ask
->>> answer = ask("What was the voter turnout in the October 2020 election?")  # doctest: +SKIP
+>>> answer = ask("When did the ferry line start running?")  # doctest: +SKIP
 >>> answer.text, answer.citations[0].quote  # doctest: +SKIP
 """
 

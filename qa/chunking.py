@@ -75,9 +75,9 @@ def _ends_with_abbreviation(text: str, start: int, dot: int) -> bool:
 def sentence_spans(text: str, start: int = 0, end: int | None = None, hard_limit: int = 2800) -> list[Span]:
     """Spans of the sentences in ``text[start:end]``.
 
-    >>> t = "Arce won. The U.S. objected! Did Mr. Mesa concede? Yes"
+    >>> t = "Ruiz spoke. The U.K. objected! Did Mr. Lund agree? Yes"
     >>> [t[a:b] for a, b in sentence_spans(t)]
-    ['Arce won.', 'The U.S. objected!', 'Did Mr. Mesa concede?', 'Yes']
+    ['Ruiz spoke.', 'The U.K. objected!', 'Did Mr. Lund agree?', 'Yes']
     """
     end = len(text) if end is None else end
     spans: list[Span] = []

@@ -299,8 +299,8 @@ class OpenAICompatibleLLM:
         """(text, finished) of one streamed event; raise on an error event.
 
         >>> OpenAICompatibleLLM("http://x/v1")._parse_event(
-        ...     '{"choices": [{"delta": {"content": "Arce"}, "finish_reason": null}]}')
-        ('Arce', False)
+        ...     '{"choices": [{"delta": {"content": "Ruiz"}, "finish_reason": null}]}')
+        ('Ruiz', False)
         """
         try:
             event = json.loads(data)
