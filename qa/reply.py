@@ -3,7 +3,7 @@
 With ``QA_PROMPT=json`` (``Settings.prompt = "json"``) the model replies in
 JSON that llama.cpp's grammar-constrained decoding holds to :data:`SCHEMA`::
 
-    {"found": true, "answer": "Luis Arce won with 55.1 percent.", "sources": [2]}
+    {"found": true, "answer": "The bridge opened in May 1998.", "sources": [2]}
 
 A small model picks the right fact more often when it fills in a short
 answer field than when it writes free prose with markers (docs/quality.md).
@@ -45,8 +45,8 @@ _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r"
 def reply_json(answer: str, sources: list[int]) -> str:
     """A reply in the schema's form, as the worked examples show it.
 
-    >>> reply_json("Arce won.", [1])
-    '{"found": true, "answer": "Arce won.", "sources": [1]}'
+    >>> reply_json("The bridge opened.", [1])
+    '{"found": true, "answer": "The bridge opened.", "sources": [1]}'
     >>> reply_json("", [])
     '{"found": false, "answer": "", "sources": []}'
     """
@@ -68,11 +68,11 @@ class Reply:
         The markers go after the last sentence; the citation check then gives every sentence the
         passage that supports it. An answer that carries its own markers keeps them instead.
 
-        >>> Reply(True, "Turnout was 88.4 percent.", [2, 2, 5]).text()
-        'Turnout was 88.4 percent [2][5].'
-        >>> Reply(True, "Turnout was 88.4 percent [2].", [2]).text()
-        'Turnout was 88.4 percent [2].'
-        >>> Reply(False, "Arce.", [1]).text()
+        >>> Reply(True, "The toll was 2.5 euros.", [2, 2, 5]).text()
+        'The toll was 2.5 euros [2][5].'
+        >>> Reply(True, "The toll was 2.5 euros [2].", [2]).text()
+        'The toll was 2.5 euros [2].'
+        >>> Reply(False, "Ruiz.", [1]).text()
         ''
         """
         if not self.structured:
@@ -93,14 +93,14 @@ class Reply:
 def parse_reply(raw: str) -> Reply:
     """Read the model's whole reply: JSON in the schema, a truncated one, or plain text.
 
-    >>> parse_reply('{"found": true, "answer": "Arce won.", "sources": [1, 3]}')
-    Reply(found=True, answer='Arce won.', sources=[1, 3], structured=True)
-    >>> parse_reply('{"found": true, "answer": "Arce won with 55')  # cut off by the token limit
-    Reply(found=True, answer='Arce won with 55', sources=[], structured=True)
-    >>> parse_reply('{"found": true, "answer": "Arce won.", "sources": [2, 4')
-    Reply(found=True, answer='Arce won.', sources=[2, 4], structured=True)
-    >>> parse_reply("Arce won [1].")
-    Reply(found=True, answer='Arce won [1].', sources=[], structured=False)
+    >>> parse_reply('{"found": true, "answer": "The bridge opened.", "sources": [1, 3]}')
+    Reply(found=True, answer='The bridge opened.', sources=[1, 3], structured=True)
+    >>> parse_reply('{"found": true, "answer": "The bridge opened in 19')  # cut off by the token limit
+    Reply(found=True, answer='The bridge opened in 19', sources=[], structured=True)
+    >>> parse_reply('{"found": true, "answer": "The bridge opened.", "sources": [2, 4')
+    Reply(found=True, answer='The bridge opened.', sources=[2, 4], structured=True)
+    >>> parse_reply("The bridge opened [1].")
+    Reply(found=True, answer='The bridge opened [1].', sources=[], structured=False)
     """
     text = raw.strip()
     if not text.startswith("{"):
@@ -136,8 +136,8 @@ class AnswerStream:
     Nothing comes out when ``found`` is false.
 
     >>> s = AnswerStream()
-    >>> [s.feed(p) for p in ['{"found": tr', 'ue, "answ', 'er": "Arce', ' said \\\\"no', '\\\\" \\\\u00e1', '", "so']]
-    ['', '', 'Arce', ' said "no', '" á', '']
+    >>> [s.feed(p) for p in ['{"found": tr', 'ue, "answ', 'er": "Ruiz', ' said \\\\"no', '\\\\" \\\\u00e1', '", "so']]
+    ['', '', 'Ruiz', ' said "no', '" á', '']
     >>> s.closed
     True
     """
