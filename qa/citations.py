@@ -58,8 +58,8 @@ def marker_numbers(inner: str) -> list[int]:
 def renumber(text: str, numbers: dict[int, int]) -> str:
     """Rewrite each ``[n]`` marker as ``[numbers[n]]`` (markers already normalised to ``[n]`` runs).
 
-    >>> renumber("MAS got 3,393,978 votes [1][2].", {1: 4, 2: 6})
-    'MAS got 3,393,978 votes [4][6].'
+    >>> renumber("The ferry carried 3,214,905 riders [1][2].", {1: 4, 2: 6})
+    'The ferry carried 3,214,905 riders [4][6].'
     """
     return re.sub(r"\[(\d+)\]", lambda m: f"[{numbers.get(int(m.group(1)), int(m.group(1)))}]", text)
 
@@ -67,8 +67,8 @@ def renumber(text: str, numbers: dict[int, int]) -> str:
 def normalise_markers(text: str, n_passages: int) -> str:
     """Rewrite markers as ``[n]`` runs and remove numbers outside ``1..n_passages``.
 
-    >>> normalise_markers("Arce won [Passage 1, 7]. Mesa lost [9].", 2)
-    'Arce won [1]. Mesa lost.'
+    >>> normalise_markers("Ruiz spoke [Passage 1, 7]. Lund left [9].", 2)
+    'Ruiz spoke [1]. Lund left.'
     """
     def repl(match: re.Match[str]) -> str:
         numbers = [n for n in marker_numbers(match.group(1)) if 1 <= n <= n_passages]
@@ -86,8 +86,8 @@ class MarkerStreamFilter:
     not a marker), then released in normalised form.
 
     >>> f = MarkerStreamFilter(2)
-    >>> "".join([f.feed("Turnout [1"), f.feed("] and [5]"), f.feed(" [x]"), f.flush()])
-    'Turnout [1] and  [x]'
+    >>> "".join([f.feed("Ridership [1"), f.feed("] and [5]"), f.feed(" [x]"), f.flush()])
+    'Ridership [1] and  [x]'
     >>> "".join([f.feed("High [" + "9" * 100), f.feed("] [2]."), f.flush()])
     'High  [2].'
     """
@@ -135,8 +135,8 @@ class MarkerStreamFilter:
 def fold(text: str) -> str:
     """Lower case without accents.
 
-    >>> fold("Áñez’s")
-    'anez’s'
+    >>> fold("Núñez’s")
+    'nunez’s'
     """
     text = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in text if not unicodedata.combining(c))
@@ -158,7 +158,7 @@ def _spelled_numbers(folded: str) -> set[str]:
 
     >>> sorted(_spelled_numbers("thirty-seven people, fifteen towns and twenty days"))
     ['15', '20', '37']
-    >>> _spelled_numbers("twenty thousand marchers in the twenty-first century, thirty-one million votes")
+    >>> _spelled_numbers("twenty thousand marchers in the twenty-first century, thirty-one million loaves")
     set()
     """
     out = set()
@@ -204,13 +204,13 @@ def decades(folded: str) -> tuple[set[str], str]:
 def key_terms(text: str) -> tuple[set[str], set[str]]:
     """(words, numbers) that carry a sentence's content; numbers in words from 13 up count as numbers.
 
-    >>> sorted(key_terms("The MAS won 6,483,893 votes, 88.4% of them.")[1])
-    ['6483893', '88.4']
-    >>> sorted(key_terms("Thirty-seven people were killed.")[1])
+    >>> sorted(key_terms("The bakery sold 1,204,518 loaves, 62.5% of them rye.")[1])
+    ['1204518', '62.5']
+    >>> sorted(key_terms("Thirty-seven people were rescued.")[1])
     ['37']
-    >>> key_terms("Bolivia’s president") == key_terms("the president of Bolivia")
+    >>> key_terms("Norvale’s mayor") == key_terms("the mayor of Norvale")
     True
-    >>> key_terms("He fought the DEA in the 1990s.")[1] == key_terms("when he fought the DEA in the 90s")[1]
+    >>> key_terms("He ran the ferry in the 1990s.")[1] == key_terms("when he ran the ferry in the 90s")[1]
     True
     """
     found, folded = decades(fold(text))
@@ -247,19 +247,19 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     score to a fifth. A new number is weighed against the sentences around
     it (:func:`number_context`) rather than the whole passage.
 
-    >>> support("Turnout was 88.4 percent.", "participation of 88.4 percent, a record")
+    >>> support("Attendance was 62.5 percent.", "participation of 62.5 percent, a record")
     0.6667
-    >>> support("Turnout was 91 percent.", "participation of 88.4 percent")
+    >>> support("Attendance was 71 percent.", "participation of 62.5 percent")
     0.0667
-    >>> support("The capital of Bolivia is Sucre.", "Bolivia's capital, La Paz", known="capital of Bolivia?")
+    >>> support("The capital of Norvale is Eastport.", "Norvale's capital, Westport", known="capital of Norvale?")
     0.0
-    >>> support("Turnout in 2020 was 88.4 percent.", "turnout of 88.4 percent", known="Turnout in 2020?")
+    >>> support("Attendance in 2016 was 62.5 percent.", "attendance of 62.5 percent", known="Attendance in 2016?")
     0.75
 
-    A new number is weighed with the sentences around it: here "21" counts the MAS's seats, not Mesa's.
+    A new number is weighed with the sentences around it: here "21" counts the Gulls' prizes, not Lund's.
 
-    >>> seats = "Mesa's Citizen Community came second. Turnout was high. The MAS took 21 of 36 Senate seats."
-    >>> support("Mesa's Citizen Community won 21 Senate seats.", seats, known="How many seats did Mesa win?")
+    >>> prizes = "Lund's Harbour Club came second. Attendance was high. The Gulls took 21 of 36 Regatta prizes."
+    >>> support("Lund's Harbour Club won 21 Regatta prizes.", prizes, known="How many prizes did Lund win?")
     0.125
     """
     words, numbers = key_terms(claim)
@@ -289,14 +289,14 @@ november december monday tuesday wednesday thursday friday saturday sunday""".sp
 def proper_names(claim: str) -> set[str]:
     """The claim's capitalised words (names of people, parties, places), as key terms.
 
-    >>> sorted(proper_names("In 2020 Luis Camacho's party won 13 percent in October."))
-    ['camacho', 'luis']
-    >>> proper_names("Turnout was 88.4 percent.")
+    >>> sorted(proper_names("In 2019 Ana Ruiz's bakery sold 13 percent in October."))
+    ['ana', 'ruiz']
+    >>> proper_names("Attendance was 62.5 percent.")
     set()
     """
     words = claim.split()
     if len(words) > 1 and not words[1][:1].isupper():
-        words = words[1:]  # a capital that only opens the sentence: "Turnout was ..."
+        words = words[1:]  # a capital that only opens the sentence: "Attendance was ..."
     found = re.findall(r"(?<![\w’'])[A-ZÀ-Þ][\w’'-]*", " ".join(words))
     terms: set[str] = set()
     for word in found:
@@ -307,8 +307,8 @@ def proper_names(claim: str) -> set[str]:
 def number_context(text: str, numbers: set[str], around: int = 1) -> str:
     """The sentences of ``text`` that hold any of ``numbers``, with ``around`` sentences either side.
 
-    >>> number_context("Rain fell. Arce won. MAS took 21 of 36 seats. Mesa's party won 11. The end.", {"21"}, 0)
-    'MAS took 21 of 36 seats.'
+    >>> number_context("Rain fell. Ruiz spoke. The Gulls took 21 of 36 prizes. Lund's club won 11. The end.", {"21"}, 0)
+    'The Gulls took 21 of 36 prizes.'
     """
     spans = sentence_spans(text)
     hits = [i for i, (a, b) in enumerate(spans) if key_terms(text[a:b])[1] & numbers]
@@ -330,9 +330,9 @@ class CheckPolicy:
 def answer_sentences(text: str) -> list[tuple[int, int]]:
     """Spans of the sentences of an answer, line by line.
 
-    >>> t = "Arce won [1]. Turnout was high.\\n- MAS: 55.1% [2]"
+    >>> t = "Ruiz spoke [1]. Attendance was high.\\n- Gulls: 55.1% [2]"
     >>> [t[a:b] for a, b in answer_sentences(t)]
-    ['Arce won [1].', 'Turnout was high.', '- MAS: 55.1% [2]']
+    ['Ruiz spoke [1].', 'Attendance was high.', '- Gulls: 55.1% [2]']
     """
     spans: list[tuple[int, int]] = []
     for line_start, line in _lines(text):
@@ -352,8 +352,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
 def bare_claim(sentence: str) -> str:
     """A sentence without its markers.
 
-    >>> bare_claim("Turnout was 88.4% [1][2].")
-    'Turnout was 88.4%.'
+    >>> bare_claim("Attendance was 62.5% [1][2].")
+    'Attendance was 62.5%.'
     """
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", _MARKER.sub("", sentence)).strip()
 
@@ -367,10 +367,10 @@ def stated(claim: str) -> str:
 
     Whether that yes stands is :mod:`qa.polar`'s to check; the passage is checked for the rest.
 
-    >>> stated("Yes, turnout was 88.4 percent."), stated("No - it fell."), stated("Nobody voted.")
-    ('turnout was 88.4 percent.', 'it fell.', 'Nobody voted.')
-    >>> stated("No one voted."), stated("No-confidence votes failed.")
-    ('No one voted.', 'No-confidence votes failed.')
+    >>> stated("Yes, attendance was 62.5 percent."), stated("No - it fell."), stated("Nobody came.")
+    ('attendance was 62.5 percent.', 'it fell.', 'Nobody came.')
+    >>> stated("No one came."), stated("No-show fees rose.")
+    ('No one came.', 'No-show fees rose.')
     """
     return _INTERJECTION.sub("", claim)
 
@@ -408,9 +408,9 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
     alone after a sentence belongs to that sentence.
 
     >>> from qa.store import Passage
-    >>> p = [Passage("a", "Turnout was 88.4 percent.", "x", "T", "x", 0, 25)]
-    >>> check_citations("Turnout was 88.4 percent. [1]", p)
-    ('Turnout was 88.4 percent [1].', {1: ['Turnout was 88.4 percent.']})
+    >>> p = [Passage("a", "Attendance was 62.5 percent.", "x", "T", "x", 0, 28)]
+    >>> check_citations("Attendance was 62.5 percent. [1]", p)
+    ('Attendance was 62.5 percent [1].', {1: ['Attendance was 62.5 percent.']})
     """
     text = normalise_markers(text, len(passages))
     units: list[list[Any]] = []  # [leading white space, sentence, cited numbers]
@@ -450,8 +450,8 @@ def check_citations(text: str, passages: Sequence[Passage], policy: CheckPolicy 
 def cited_claims(text: str, n_passages: int) -> tuple[str, dict[int, list[str]]]:
     """Markers as the model wrote them (invalid ones removed), without checking.
 
-    >>> cited_claims("Arce won [1]. Mesa lost [7].", 2)
-    ('Arce won [1]. Mesa lost.', {1: ['Arce won.']})
+    >>> cited_claims("Ruiz spoke [1]. Lund left [7].", 2)
+    ('Ruiz spoke [1]. Lund left.', {1: ['Ruiz spoke.']})
     """
     text = normalise_markers(text, n_passages)
     claims: dict[int, list[str]] = {}
@@ -510,21 +510,21 @@ def off_subject(question: str, citations: Sequence[Citation], passages: Sequence
     """True when the answer's quotes share no key term with the question: they speak of something else.
 
     The citation check asks whether a passage supports the answer; this asks whether what it
-    supports is what was asked. A small model asked for the vice-president can answer "Carlos
-    Mesa" from "the Citizen Community party, presided by Carlos Mesa": the passage supports every
-    word of the answer, and none of the question. Words match on their first five letters
-    ("elected", "election"; "voted", "vote"), numbers exactly. A quote counts with its article's
-    outlet ("according to Counterfire"), and acronyms count with their long names, in the quote
-    and in the question alike; not the title, whose words ("Bolivia's election") are in most
-    questions about that article.
+    supports is what was asked. A small model asked for the deputy mayor can answer "Tom Lund"
+    from "the HRC, a rowing club chaired by Tom Lund": the passage supports every word of the
+    answer, and none of the question. Words match on their first five letters ("designed",
+    "designer"; "rowed", "row"), numbers exactly. A quote counts with its article's outlet
+    ("according to the Harbour Gazette"), and acronyms count with their long names, in the quote
+    and in the question alike; not the title, whose words ("the ferry's new timetable") are in
+    most questions about that article.
 
     >>> from qa.answer import Citation
-    >>> mesa = Citation(1, "Bolivia votes", "a.txt", "a#1", "The CC party, presided by Carlos Mesa, got 29 percent.")
-    >>> off_subject("Who became vice-president alongside Luis Arce?", [mesa], [])
+    >>> lund = Citation(1, "Harbour news", "a.txt", "a#1", "The HRC, a rowing club chaired by Tom Lund, won 29 races.")
+    >>> off_subject("Who became deputy mayor alongside Ana Ruiz?", [lund], [])
     True
-    >>> off_subject("Which party did Carlos Mesa lead?", [mesa], [])
+    >>> off_subject("Which club did Tom Lund chair?", [lund], [])
     False
-    >>> off_subject("Who was elected president?", [Citation(1, "", "a.txt", "a#1", "Luis Arce won the election.")], [])
+    >>> off_subject("Who designed the bridge?", [Citation(1, "", "a.txt", "a#1", "Ana Ruiz was its designer.")], [])
     False
     """
     if not citations:
@@ -544,9 +544,9 @@ def off_subject(question: str, citations: Sequence[Citation], passages: Sequence
 def related(a: str, b: str) -> bool:
     """Two key words of one family: the same first five letters, or all of the shorter one (three or more).
 
-    >>> related("election", "elect"), related("voted", "vote"), related("resign", "resignation")
+    >>> related("builder", "build"), related("rowed", "row"), related("resign", "resignation")
     (True, True, True)
-    >>> related("won", "women"), related("arce", "arcade")
+    >>> related("won", "women"), related("lund", "lunar")
     (False, False)
     """
     n = min(5, len(a), len(b))
