@@ -1,9 +1,9 @@
 """What kind of answer a question asks for, and whether an answer is of that kind.
 
-A small model asked "How many votes did Camacho get?" by passages that only
-give his share of the vote answers "13 percent [1]": a true sentence, cited
-correctly, that does not answer the question. The citation check cannot see
-this, since the passage supports every word. This check compares the shape of
+A small model asked "How many loaves did the bakery sell?" by passages that
+only give its share of the town's bread sales answers "13 percent [1]": a true
+sentence, cited correctly, that does not answer the question. The citation
+check cannot see this, since the passage supports every word. This check compares the shape of
 the answer with the question's:
 
 - a question that opens with "how many" / "how much" / "what percentage"
@@ -21,11 +21,11 @@ the answer with the question's:
   number gives none.
 
 When the model answers a count with a share although a passage gives the count
-("3,393,978 votes" beside "55 percent of the votes"), :func:`counts_of` finds
+("3,214,905 tickets" beside "55 percent of the tickets"), :func:`counts_of` finds
 the passages that state a count of what is asked, for one more reading of
 those alone.
 
-Only the opening of the question counts ("Who decided how many troops to
+Only the opening of the question counts ("Who decided how many buses to
 send?" asks who), and any other question is taken to be answered in kind: a
 wrongly refused answer costs the user more than a missed mismatch. Pure and deterministic;
 the pipeline turns an answer of the wrong kind into a refusal.
@@ -42,7 +42,7 @@ _AMOUNT = re.compile(
     r"(?:how (?:many|much)|what (?:percentage|share|proportion|fraction|amount|sum|margin|factor))\b", re.IGNORECASE)
 _MONEY = re.compile(r"\bhow much\b.*\b(?:cost|costs|paid|pay|spend|spent|worth|price|money|budget|loan|debt)\b",
                     re.IGNORECASE)
-# "How large was the IMF loan": the sum is the question's subject (not "the protest against the loan")
+# "How large was the harbour loan": the sum is the question's subject (not "the protest against the loan")
 _MONEY_SIZE = re.compile(_LEAD + r"how (?:large|big|small) (?:was|were|is|are|will be|would be) "
                          r"(?:the |a |an |their |its |his |her |this |that )?(?:[\w’'-]+ ){0,2}"
                          r"(?:loans?|debts?|budgets?|fines?|payments?|bailouts?|grants?|investments?|bribes?|"
@@ -101,31 +101,31 @@ def _gives_money(question: str, answer: str) -> bool:
 def mismatch(question: str, answer: str) -> str:
     """Why ``answer`` (markers removed) is not the kind of answer ``question`` asks for; ``""`` when it is.
 
-    >>> mismatch("How many votes did Camacho get?", "Camacho received 13 percent of the vote.")
+    >>> mismatch("How many loaves did Lund sell?", "Lund sold 13 percent of the loaves.")
     'a count was asked for, and the answer gives only a percentage'
-    >>> mismatch("How many votes did the MAS get?", "The MAS got 3,393,978 votes, 55.1%.")
+    >>> mismatch("How many loaves did the bakery sell?", "The bakery sold 3,214,905 loaves, 55.1%.")
     ''
-    >>> mismatch("How many votes did Camacho get in 2020?", "In 2020 Camacho got 13 percent.")
+    >>> mismatch("How many loaves did Lund sell in 2019?", "In 2019 Lund sold 13 percent.")
     'a count was asked for, and the answer gives only a percentage'
-    >>> mismatch("How many votes did Camacho get?", "Camacho came third with 13 percent of the vote.")
+    >>> mismatch("How many loaves did Lund sell?", "Lund came third with 13 percent of the sales.")
     'a count was asked for, and the answer gives only a percentage'
-    >>> mismatch("How much did the ventilators cost?", "They were bought at twice their unit price.")
+    >>> mismatch("How much did the ferry tickets cost?", "They were sold at twice their unit price.")
     'a sum of money was asked for, and the answer gives none'
-    >>> mismatch("How much could the new taxes raise?", "They could raise $400 million a year.")
+    >>> mismatch("How much could the new bridge toll raise?", "It could raise $4 million a year.")
     ''
-    >>> mismatch("How much did the ventilators cost in total?", "They were unsuitable for intensive care.")
+    >>> mismatch("How much did the ferry tickets cost in total?", "They were sold at the harbour.")
     'an amount was asked for, and the answer gives no number'
-    >>> mismatch("How large was the IMF loan?", "The loan was 25% of the budget.")
+    >>> mismatch("How large was the harbour loan?", "The loan was 25% of the budget.")
     'a sum of money was asked for, and the answer gives none'
-    >>> mismatch("How large was the IMF loan?", "It was $327 million.")
+    >>> mismatch("How large was the harbour loan?", "It was $32 million.")
     ''
-    >>> mismatch("By how much did unemployment rise?", "Unemployment tripled.")
+    >>> mismatch("By how much did bus fares rise?", "Bus fares tripled.")
     ''
-    >>> mismatch("When did he come back?", "He returned triumphantly.")
+    >>> mismatch("When did the baker reopen?", "She reopened proudly.")
     'a time was asked for, and the answer gives none'
-    >>> mismatch("When did he come back?", "He returned on 9 November.")
+    >>> mismatch("When did the baker reopen?", "She reopened on 9 November.")
     ''
-    >>> mismatch("Who won?", "Luis Arce won.")
+    >>> mismatch("Who won?", "Tom Lund won.")
     ''
     """
     if _MONEY_SIZE.search(question) and not _gives_money(question, answer):
@@ -150,25 +150,25 @@ _COUNTED = re.compile(
     _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
     r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
     re.IGNORECASE)
-# what follows "how many" without being the thing counted ("How many did…", "How many more votes…")
+# what follows "how many" without being the thing counted ("How many did…", "How many more tickets…")
 _NOT_COUNTED = frozenset("""percent per cent share shares percentage points point of the did do does was were is are
 have has had will would can could more fewer less times""".split())
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
 _MONTH_DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
 # a word between a number and the noun that makes the number something else: a share ("55 percent
-# of the votes"), a date ("20 October"), or another count ("9 departments and votes")
+# of the tickets"), a date ("20 October"), or another count ("9 cabins and tickets")
 _NOT_BETWEEN = rf"percent|per|cent|points?|of|and|or|in|on|at|to|from|by|for|with|than|{_MONTHS}"
 
 
 def counted(question: str) -> str:
     """The noun that a "how many" question counts, singular; ``""`` for any other question.
 
-    >>> counted("How many votes did the MAS and Citizen Community each get?"), counted("And how many people died?")
-    ('vote', 'people')
-    >>> counted("How many percent voted?"), counted("Who won?"), counted("What share of votes?")
+    >>> counted("How many tickets did the ferry and the bus each sell?"), counted("And how many people came?")
+    ('ticket', 'people')
+    >>> counted("How many percent came?"), counted("Who won?"), counted("What share of tickets?")
     ('', '', '')
-    >>> counted("How many did the MAS get?"), counted("Roughly how many Bolivians voted?")
-    ('', 'bolivian')
+    >>> counted("How many did the bakery sell?"), counted("Roughly how many Danes came?")
+    ('', 'dane')
     """
     found = _COUNTED.search(question)
     noun = found.group("noun").lower() if found else ""
@@ -183,21 +183,21 @@ def counts_of(question: str, text: str) -> bool:
     The number is in digits or words ("thirty-seven"), and no year; at most two words stand between
     it and the noun, and none of them makes it a share, a date or a count of something else.
 
-    >>> q = "How many votes did the MAS get?"
-    >>> counts_of(q, "Overall, the MAS reached 3,393,978 votes."), counts_of(q, "It won 55 percent of the votes.")
+    >>> q = "How many tickets did the ferry sell?"
+    >>> counts_of(q, "Overall, the ferry sold 3,214,905 tickets."), counts_of(q, "It sold 55 percent of the tickets.")
     (True, False)
-    >>> counts_of(q, "It won 1.5 million votes."), counts_of(q, "It won 55 per cent of the votes.")
+    >>> counts_of(q, "It sold 1.5 million tickets."), counts_of(q, "It sold 55 per cent of the tickets.")
     (True, False)
-    >>> killed = "How many people were killed?"
-    >>> counts_of(killed, "a massacre in which thirty-seven people were killed")
+    >>> rescued = "How many people were rescued?"
+    >>> counts_of(rescued, "a storm in which thirty-seven people were rescued")
     True
-    >>> counts_of(killed, "In 2019 some 500 people were killed."), counts_of(killed, "In 2019 people were killed.")
+    >>> counts_of(rescued, "In 2019 some 500 people were rescued."), counts_of(rescued, "In 2019 people were rescued.")
     (True, False)
-    >>> counts_of(killed, "Several people were killed."), counts_of("Who won?", "3 votes")
+    >>> counts_of(rescued, "Several people were rescued."), counts_of("Who won?", "3 tickets")
     (False, False)
-    >>> counts_of(q, "On 20 October votes were counted."), counts_of(q, "On October 20 votes were counted.")
+    >>> counts_of(q, "On 20 October tickets were sold."), counts_of(q, "On October 20 tickets were sold.")
     (False, False)
-    >>> counts_of(q, "The MAS won 9 departments and votes.")
+    >>> counts_of(q, "The ferry sold 9 cabins and tickets.")
     False
     """
     noun = counted(question)
@@ -205,5 +205,5 @@ def counts_of(question: str, text: str) -> bool:
         return False
     number = rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{_NUMBERS})(?:-(?:{_NUMBERS}))?)"
     between = rf"(?:\s+(?!(?:{_NOT_BETWEEN})\b)[\w’'-]+){{0,2}}?"
-    text = _MONTH_DAY.sub(" ", text)  # "October 20 votes": a date, not 20 votes
+    text = _MONTH_DAY.sub(" ", text)  # "October 20 tickets": a date, not 20 tickets
     return re.search(rf"{number}{between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE) is not None
