@@ -1,10 +1,10 @@
 """Passages put in order by their best sentence.
 
 Retrieval ranks whole passages, and a passage of five sentences about the
-election can outrank the one whose single sentence answers the question ("the
-RPO's (indigenous social movement radio stations) had taken the Minister's
-attention"). The model reads the best two passages first (``narrow_k``), so
-that order decides what it reads. Here each passage's sentences are embedded
+regatta can outrank the one whose single sentence answers the question ("the
+HWA (the harbour workers' association) had kept the mayor busy all week").
+The model reads the best two passages first (``narrow_k``), so that order
+decides what it reads. Here each passage's sentences are embedded
 on their own, with the long names of the acronyms they use, and the passages
 reordered by reciprocal rank fusion of their retrieval rank and the rank of
 their best sentence's similarity to the question. The set of passages is
@@ -45,14 +45,14 @@ def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
     """Each passage's sentences, each followed by the long names of the acronyms its passage uses bare.
 
     The note is the passage's (:func:`qa.glossary.glosses`), so every sentence of a passage that
-    uses "TSE" carries it: the passage, not only the sentence, is about the tribunal.
+    uses "FLA" carries it: the passage, not only the sentence, is about the authority.
 
     >>> from qa.store import Passage
-    >>> a = Passage("a", "The Supreme Electoral Tribunal (TSE) met. It counted.", "x", "T", "x.txt", 0, 52)
-    >>> b = Passage("b", "The TSE’s president spoke.", "x", "T", "x.txt", 60, 86)
+    >>> a = Passage("a", "The Ferry Line Authority (FLA) met. It agreed.", "x", "T", "x.txt", 0, 46)
+    >>> b = Passage("b", "The FLA’s chair spoke.", "x", "T", "x.txt", 60, 82)
     >>> for sentences in passage_sentences([a, b]): print(sentences)
-    ['The Supreme Electoral Tribunal (TSE) met.', 'It counted.']
-    ['The TSE’s president spoke. (TSE: Supreme Electoral Tribunal)']
+    ['The Ferry Line Authority (FLA) met.', 'It agreed.']
+    ['The FLA’s chair spoke. (FLA: Ferry Line Authority)']
     """
     notes = glosses([p.text for p in passages])
     out = []

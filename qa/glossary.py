@@ -1,12 +1,12 @@
 """Acronyms spelled out for the model.
 
-News articles define an acronym once ("the Bolivian Supreme Electoral
-Tribunal (TSE)") and then use it alone ("the TSE's president Salvador
-Romero"). A passage cut from the later part names only "TSE", and a small
-model asked "Who heads the Supreme Electoral Tribunal?" does not connect the
-two. When one of the passages given to the model defines an acronym that
-another uses without its definition, that passage is followed by the
-definition: "(TSE: Supreme Electoral Tribunal)".
+An article defines an acronym once ("the Norvale Ferry Line Authority
+(FLA)") and then uses it alone ("the FLA's chair Ana Ruiz"). A passage cut
+from the later part names only "FLA", and a small model asked "Who chairs the
+Ferry Line Authority?" does not connect the two. When one of the passages
+given to the model defines an acronym that another uses without its
+definition, that passage is followed by the definition: "(FLA: Ferry Line
+Authority)".
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def _covered(acronym: str, words: Sequence[str]) -> int:
 def definitions(text: str) -> dict[str, str]:
     """Acronyms defined in ``text`` as "Long Name (ABC)", and their long names.
 
-    >>> definitions("fraud by the Organisation of American States (OAS) and Luis Arce’s Movement "
-    ...             "Towards Socialism (MAS), said the TSE.")
-    {'OAS': 'Organisation of American States', 'MAS': 'Movement Towards Socialism'}
-    >>> definitions("Bolivia’s largest labor union federation (COB)")
+    >>> definitions("fares set by the Organisation of Ferry Captains (OFC) and Ana Ruiz’s Movement "
+    ...             "Towards Safer Streets (MTSS), said the FLA.")
+    {'OFC': 'Organisation of Ferry Captains', 'MTSS': 'Movement Towards Safer Streets'}
+    >>> definitions("Norvale’s largest bakers guild (NBG)")
     {}
     """
     found: dict[str, str] = {}
@@ -48,8 +48,8 @@ def definitions(text: str) -> dict[str, str]:
             name.pop(0)
         best = _covered(acronym, name)
         if best >= 2:
-            # The shortest ending of the name that covers as many of the letters: "International
-            # Monetary Fund", not "Western Hemisphere Department of the International Monetary Fund".
+            # The shortest ending of the name that covers as many of the letters: "Ferry Line
+            # Authority", not "Harbour Office of the Ferry Line Authority".
             start = max(i for i in range(len(name)) if _covered(acronym, name[i:]) == best)
             found.setdefault(acronym, " ".join(name[start:]))
     return found
@@ -73,8 +73,8 @@ def _uses(acronym: str, text: str) -> bool:
 def glosses(texts: Sequence[str]) -> list[str]:
     """For each text, the definitions it lacks of acronyms it uses, taken from the other texts.
 
-    >>> glosses(["The Bolivian Supreme Electoral Tribunal (TSE) counted.", "The TSE’s president spoke."])
-    ['', '(TSE: Supreme Electoral Tribunal)']
+    >>> glosses(["The Norvale Ferry Line Authority (FLA) met.", "The FLA’s chair spoke."])
+    ['', '(FLA: Ferry Line Authority)']
     """
     known = {acronym: names[0] for acronym, names in _known(texts).items()}
     out = []
@@ -91,25 +91,25 @@ _ACRONYM = re.compile(r"\b([A-Z][A-Z0-9]{1,7})(?:s|’s|'s)?\b")
 def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> list[str]:
     """Acronyms of the question that the passages define but no cited text names, short or long.
 
-    A question about the "OAS" answered from a passage that never names the Organisation of
-    American States answers about something else: asked for the OAS's secretary general, a small
-    model gives the general secretary of a union. Only acronyms defined in the passages count, so
-    a body the articles write about; "COVID" or "US", which no article spells out, never do.
+    A question about the "OFC" answered from a passage that never names the Organisation of
+    Ferry Captains answers about something else: asked for the OFC's chair, a small model gives
+    the chair of a rowing club. Only acronyms defined in the passages count, so a body the
+    articles write about; "NASA" or "UK", which no article spells out, never do.
 
-    >>> defined = ["the Organisation of American States (OAS) cried fraud."]
-    >>> unnamed("Who led the OAS's mission?", ["Huarachi was elected General Secretary."], defined)
-    ['OAS']
-    >>> unnamed("Who led the OAS mission?", ["The Organisation of American States sent Ruiz."], defined)
+    >>> defined = ["the Organisation of Ferry Captains (OFC) raised fares."]
+    >>> unnamed("Who chairs the OFC's board?", ["Lund was elected Club Chair."], defined)
+    ['OFC']
+    >>> unnamed("Who chairs the OFC board?", ["The Organisation of Ferry Captains chose Ruiz."], defined)
     []
-    >>> unnamed("How did COVID spread?", ["The coronavirus spread fast."], defined)
+    >>> unnamed("How did NASA help?", ["The space agency sent a probe."], defined)
     []
 
     A long name counts in either spelling and across a line break; a question in capitals has no
     acronyms to go by.
 
-    >>> unnamed("Who led the OAS mission?", ["The Organization of American\\nStates sent Ruiz."], defined)
+    >>> unnamed("Who chairs the OFC board?", ["The Organization of Ferry\\nCaptains chose Ruiz."], defined)
     []
-    >>> unnamed("WHO LED THE OAS MISSION?", ["Huarachi was elected General Secretary."], defined)
+    >>> unnamed("WHO CHAIRS THE OFC BOARD?", ["Lund was elected Club Chair."], defined)
     []
     """
     words = question.split()
@@ -128,24 +128,24 @@ def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> lis
 
 
 def _spelling(text: str) -> str:
-    """Lower case, with British and American "-isation"/"-ization" alike."""
+    """Lower case, with the spellings "-isation" and "-ization" alike."""
     return re.sub(r"is(ations?|ed|ing|e)\b", r"iz\1", text.lower())
 
 
 def strip_expansions(answer: str, passages: Sequence[str]) -> str:
     """An answer without the long names it gives for acronyms that the passages use but never spell out so.
 
-    A small model spells out acronyms from its own knowledge: asked which US agencies Morales
-    fought, it answers "the Drug Enforcement Administration (DEA)" from "he fought the DEA". The
+    A small model spells out acronyms from its own knowledge: asked which agencies inspected the
+    ferry, it answers "the Maritime Safety Agency (MSA)" from "the MSA inspected it". The
     long name is outside knowledge, which the citation check rightly refuses; the acronym alone is
     the passage's own answer. A long name that a passage (or, as a gloss, another passage) gives
     stays.
 
-    >>> strip_expansions("The Drug Enforcement Administration (DEA) and USAID [1].", ["he fought USAID and the DEA"])
-    'The DEA and USAID [1].'
-    >>> strip_expansions("The Supreme Electoral Tribunal (TSE) counted [1].",
-    ...                  ["the TSE’s president", "the Supreme Electoral Tribunal (TSE) on Friday"])
-    'The Supreme Electoral Tribunal (TSE) counted [1].'
+    >>> strip_expansions("The Maritime Safety Agency (MSA) and the HPA [1].", ["the HPA and the MSA inspected it"])
+    'The MSA and the HPA [1].'
+    >>> strip_expansions("The Ferry Line Authority (FLA) met [1].",
+    ...                  ["the FLA’s chair", "the Ferry Line Authority (FLA) on Friday"])
+    'The Ferry Line Authority (FLA) met [1].'
     """
     text = " ".join(passages)
     said = _spelling(" ".join(text.split()))
