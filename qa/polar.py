@@ -1,11 +1,11 @@
 """Yes-or-no questions: the question is a claim to check, not something given.
 
-For "Who won in 2020?" the question's words are given, and the citation check
-rightly lets an answer repeat them ("Luis Arce won in 2020 [1]") so long as
-what it adds ("Luis Arce") is in the passage. For "Was the 2020 turnout a
+For "Who won in 2019?" the question's words are given, and the citation check
+rightly lets an answer repeat them ("Tom Lund won in 2019 [1]") so long as
+what it adds ("Tom Lund") is in the passage. For "Was the 2019 ridership a
 record?" the question's words are the very claim in doubt, and a small model
-answers by stating it: "The 2020 election turnout was a record [1]", or "Yes,
-…", from a passage that says "the second-highest in Bolivia's history". Every
+answers by stating it: "The 2019 ferry ridership was a record [1]", or "Yes,
+…", from a passage that says "the second-highest in the line's history". Every
 word of that answer is in the question or the passage, so the citation check
 passes it, and so did the model's own check (:mod:`qa.verify`).
 
@@ -15,7 +15,7 @@ or B?", which asks which):
 
 - the model is asked to answer with what the passages state about it
   (:data:`HINT`, after the question in its prompt): asked that way, it quoted
-  "88.4 percent, the second-highest in Bolivia's history" where it had said
+  "1.2 million riders, the second-highest in the line's history" where it had said
   "a record";
 - an answer that says yes, or that restates the question as a statement,
   stands only if its cited passages hold every key word of the question (a
@@ -23,11 +23,11 @@ or B?", which asks which):
   must state the claim, not just share its subject (:func:`holds_claim`);
 - an answer that restates the question as a denial ("No, it was not a
   record") stands only if one sentence of its cited passages holds every
-  key word of the question and a negation ("Morales did not attend the
-  inauguration"): a passage that is silent on a claim does not deny it.
+  key word of the question and a negation ("Ruiz did not attend the
+  opening"): a passage that is silent on a claim does not deny it.
 
 :func:`unsupported` applies these. An answer that states something the
-question does not ("88.4 percent, the second-highest") is checked like any
+question does not ("1.2 million, the second-highest") is checked like any
 other. Pure and deterministic.
 """
 
@@ -69,11 +69,11 @@ _IRREGULAR = {
 def is_polar(question: str) -> bool:
     """Does the question's last sentence ask yes or no?
 
-    >>> is_polar("Was that a record?"), is_polar("And did Mr. Arce win the Senate?"), is_polar("Isn’t he president?")
+    >>> is_polar("Was that a bargain?"), is_polar("And did Mr. Lund win the regatta?"), is_polar("Isn’t she mayor?")
     (True, True, True)
-    >>> is_polar("Is the COB part of the MAS? What is its status?"), is_polar("Who won?")
+    >>> is_polar("Is the HRC a club of the FLA? What is its role?"), is_polar("Who won?")
     (False, False)
-    >>> is_polar("Can you tell me who won?"), is_polar("Was the winner Arce or Mesa?")
+    >>> is_polar("Can you tell me who won?"), is_polar("Was the winner Lund or Ruiz?")
     (False, False)
     """
     text = question.strip().replace("’", "'")
@@ -86,8 +86,8 @@ def is_polar(question: str) -> bool:
 def with_hint(question: str) -> str:
     """The question as the model sees it: a yes-or-no question asks for what the passages state.
 
-    >>> with_hint("Was the turnout a record?")
-    'Was the turnout a record? (Answer with what the passages state about it.)'
+    >>> with_hint("Was the ridership a record?")
+    'Was the ridership a record? (Answer with what the passages state about it.)'
     >>> with_hint("Who won?")
     'Who won?'
     """
@@ -96,16 +96,16 @@ def with_hint(question: str) -> str:
 
 def _claim_words(question: str) -> tuple[set[str], set[str]]:
     words, numbers = key_terms(question)
-    # "Didn't Arce win?" asks whether Arce won: its "didn't" is the asking, not the claim
+    # "Didn't Lund win?" asks whether Lund won: its "didn't" is the asking, not the claim
     return {w for w in words if w not in _ASKING and not re.search(r"n['’]t$", w)}, numbers
 
 
 def restates(question: str, answer: str) -> bool:
     """True when the answer adds no key word or number to the question (markers aside).
 
-    >>> restates("Was the 2020 turnout a record?", "Yes, the 2020 turnout was a record [1].")
+    >>> restates("Was the 2019 ridership a record?", "Yes, the 2019 ridership was a record [1].")
     True
-    >>> restates("Was the 2020 turnout a record?", "The turnout, 88.4 percent, was the second-highest [2].")
+    >>> restates("Was the 2019 ridership a record?", "The ridership, 1.2 million, was the second-highest [2].")
     False
     """
     words, numbers = key_terms(bare_claim(answer))
@@ -118,12 +118,12 @@ def restates(question: str, answer: str) -> bool:
 def holds_claim(question: str, texts: Sequence[str]) -> bool:
     """Do the texts hold every key word and number of the question's claim?
 
-    Words match in families ("elected", "election"; "win", "won"), as in :func:`qa.citations.off_subject`.
+    Words match in families ("designed", "designer"; "win", "won"), as in :func:`qa.citations.off_subject`.
 
-    >>> texts = ["Luis Arce won the election with 55 percent; turnout was the second-highest ever."]
-    >>> holds_claim("Did Luis Arce win the election?", texts)
+    >>> texts = ["Tom Lund won the regatta by 55 seconds; attendance was the second-highest ever."]
+    >>> holds_claim("Did Tom Lund win the regatta?", texts)
     True
-    >>> holds_claim("Is it true that turnout was a record?", texts)
+    >>> holds_claim("Is it true that attendance was a record?", texts)
     False
     """
     asked_words, asked_numbers = _claim_words(question)
@@ -137,18 +137,18 @@ def unsupported(question: str, answer: str, texts: Sequence[str]) -> bool:
 
     ``texts`` are the passages the answer cites.
 
-    >>> texts = ["Turnout was 88.4 percent, the second-highest in the country's history."]
-    >>> unsupported("Was turnout a record?", "Yes, turnout was a record [1].", texts)
+    >>> texts = ["Ridership was 1.2 million, the second-highest in the line's history."]
+    >>> unsupported("Was ridership a record?", "Yes, ridership was a record [1].", texts)
     True
-    >>> unsupported("Was turnout a record?", "Turnout was a record [1].", texts)
+    >>> unsupported("Was ridership a record?", "Ridership was a record [1].", texts)
     True
-    >>> unsupported("Was turnout the second-highest?", "Turnout was the second-highest [1].", texts)
+    >>> unsupported("Was ridership the second-highest?", "Ridership was the second-highest [1].", texts)
     False
-    >>> unsupported("Was turnout the second-highest?", "No, turnout was not the second-highest [1].", texts)
+    >>> unsupported("Was ridership the second-highest?", "No, ridership was not the second-highest [1].", texts)
     True
-    >>> unsupported("Was turnout a record?", "It was 88.4 percent, the second-highest [1].", texts)
+    >>> unsupported("Was ridership a record?", "It was 1.2 million, the second-highest [1].", texts)
     False
-    >>> unsupported("Did Morales attend?", "No, Morales did not attend [1].", ["Morales did not attend. It rained."])
+    >>> unsupported("Did Ruiz attend?", "No, Ruiz did not attend [1].", ["Ruiz did not attend. It rained."])
     False
     """
     answer = bare_claim(answer)
