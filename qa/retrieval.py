@@ -16,7 +16,7 @@ fingerprint does not match the store (an ingest was interrupted, or the store
 is a shared server that someone else updated), or the saved files cannot be
 read, it is rebuilt from the store on load.
 
-Follow-ups: a question such as "And in the Senate?" names nothing by itself;
+Follow-ups: a question such as "And the year before?" names nothing by itself;
 when a question looks like a follow-up, the previous question is added to the
 search text so the topic carries over.
 """
@@ -52,8 +52,8 @@ _FOLLOW_UP = re.compile(r"\b(they|them|their|it|its|he|she|his|her|him|that|thos
 def tokens(text: str) -> list[str]:
     """Keyword tokens: folded case and accents, numbers without separators, no stop words.
 
-    >>> tokens("Áñez's regime won 6,483,893 votes in the Senates")
-    ['anez', 'regime', 'won', '6483893', 'vote', 'senate']
+    >>> tokens("Núñez's ferry sold 1,204,518 tickets in the Harbours")
+    ['nunez', 'ferry', 'sold', '1204518', 'ticket', 'harbour']
 
     A decade is one token, however it is written (:func:`qa.citations.decades`):
 
@@ -79,11 +79,11 @@ def is_follow_up(question: str) -> bool:
     pronoun that no name before it in the question explains, leans on what
     came before.
 
-    >>> is_follow_up("And in the Senate?"), is_follow_up("Why was it postponed?")
+    >>> is_follow_up("And the year before?"), is_follow_up("Why was it delayed?")
     (True, True)
-    >>> is_follow_up("When did he come back to Bolivia?")
+    >>> is_follow_up("When did she move back to Norvale?")
     True
-    >>> is_follow_up("Who led the coup regime in Bolivia?"), is_follow_up("What did Arce say he would do?")
+    >>> is_follow_up("Who led the chess club in Norvale?"), is_follow_up("What did Ruiz say she would do?")
     (False, False)
     """
     words = question.split()
@@ -99,8 +99,8 @@ def is_follow_up(question: str) -> bool:
 def search_text(question: str, history: Sequence[Message]) -> str:
     """The text to search with: the question, preceded by the previous one for a follow-up.
 
-    >>> search_text("And in the Senate?", [{"role": "user", "content": "Seats of the MAS?"}])
-    'Seats of the MAS? And in the Senate?'
+    >>> search_text("And the year before?", [{"role": "user", "content": "Ridership of the ferry?"}])
+    'Ridership of the ferry? And the year before?'
     """
     previous = [m["content"] for m in history if m["role"] == "user"]
     return f"{previous[-1]} {question}" if previous and is_follow_up(question) else question
