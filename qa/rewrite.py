@@ -1,15 +1,15 @@
 """Follow-up questions rewritten into standalone ones before retrieval.
 
-"Was that a record?" names nothing a search can find. When a question leans
+"Was that a bargain?" names nothing a search can find. When a question leans
 on the conversation (:func:`qa.retrieval.is_follow_up`), the model is asked
-to rewrite it with what it refers to: "Was the turnout in the 2020 election a
-record?". The request opens with the same system prompt and worked examples
-as every answer, so llama.cpp's prefix cache serves both. With the JSON
+to rewrite it with what it refers to: "Was the 2019 ferry fare a bargain?".
+The request opens with the same system prompt and worked examples as every
+answer, so llama.cpp's prefix cache serves both. With the JSON
 prompt (``style="json"``) the rewrite comes back as JSON too, ``{"question": "..."}``, held to
 :data:`QUESTION_SCHEMA`.
 
 A small model sometimes repeats the earlier question instead, or changes
-what is asked ("Who backed out?" becoming "Which firm backed out?"). One
+what is asked ("Who pulled out?" becoming "Which bakery pulled out?"). One
 worked rewrite, given as an earlier turn after the cached prefix, shows it
 what is wanted: without it, the default model repeated the earlier question
 for four of the nine follow-ups of the project's question set; with it, for
@@ -71,12 +71,12 @@ def rewrite_messages(question: str, history: Sequence[Message], turns: int = 2, 
 def read_rewrite(reply: str) -> str:
     """The question out of the model's reply, JSON or plain.
 
-    >>> read_rewrite('{"question": "Was the turnout a record?"}')
-    'Was the turnout a record?'
-    >>> read_rewrite('{"question": "Was the turnout in the 2020 election a rec')  # cut off
-    'Was the turnout in the 2020 election a rec'
-    >>> read_rewrite("Was the turnout a record?")
-    'Was the turnout a record?'
+    >>> read_rewrite('{"question": "Was the fare a bargain?"}')
+    'Was the fare a bargain?'
+    >>> read_rewrite('{"question": "Was the 2019 ferry fare a barg')  # cut off
+    'Was the 2019 ferry fare a barg'
+    >>> read_rewrite("Was the fare a bargain?")
+    'Was the fare a bargain?'
     """
     text = reply.strip()
     if text.startswith("{"):
@@ -97,18 +97,18 @@ def _first_word(text: str) -> str:
 def accept_rewrite(question: str, reply: str) -> str | None:
     """The rewritten question if it keeps what was asked, else ``None``.
 
-    >>> accept_rewrite("Was that a record?", "Was the turnout in the 2020 election a record?")
-    'Was the turnout in the 2020 election a record?'
-    >>> accept_rewrite("And in the Senate?", "How many seats did the MAS win in the Senate?")
-    'How many seats did the MAS win in the Senate?'
-    >>> print(accept_rewrite("When did he die?", "Who was attacked on election day?"))  # lost "die"
+    >>> accept_rewrite("Was that a bargain?", "Was the 2019 ferry fare a bargain?")
+    'Was the 2019 ferry fare a bargain?'
+    >>> accept_rewrite("And in the spring?", "How many tickets did the ferry sell in the spring?")
+    'How many tickets did the ferry sell in the spring?'
+    >>> print(accept_rewrite("When did she retire?", "Who was hired on opening day?"))  # lost "retire"
     None
-    >>> print(accept_rewrite("Who backed out of that deal?", "Which German firm backed out of the deal?"))
+    >>> print(accept_rewrite("Who pulled out of that sale?", "Which bakery pulled out of the sale?"))
     None
-    >>> accept_rewrite("And when were the two of them sworn in?", "When were Ana Ruiz and Tom Lee sworn in?")
-    'When were Ana Ruiz and Tom Lee sworn in?'
-    >>> accept_rewrite("Were both sworn in?", "Were Ana Ruiz and Tom Lee sworn in?")
-    'Were Ana Ruiz and Tom Lee sworn in?'
+    >>> accept_rewrite("And when were the two of them hired?", "When were Ana Ruiz and Tom Lee hired?")
+    'When were Ana Ruiz and Tom Lee hired?'
+    >>> accept_rewrite("Were both hired?", "Were Ana Ruiz and Tom Lee hired?")
+    'Were Ana Ruiz and Tom Lee hired?'
     """
     line = " ".join(reply.strip().splitlines()[0].split()) if reply.strip() else ""
     line = line.strip("\"'“”` ")
