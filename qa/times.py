@@ -1,14 +1,14 @@
 """The years and decades a question names must date the passage its answer comes from.
 
-"Which agencies did Morales fight in the 1990s?" was answered "the US state and the corrupt
-police", from a passage about 2019; "What was voter turnout in Bolivia's 2019 election?" was
-answered with the 2020 turnout. Every word of both answers is in the passage or the question,
+"Which clubs did Lund race against in the 1990s?" was answered "the Gulls and the harbour
+crews", from a passage about 2019; "What was ferry ridership in Norvale's 2019 season?" was
+answered with the 2020 ridership. Every word of both answers is in the passage or the question,
 and the model's own check agreed. Only the time was wrong, so it is checked here.
 
-A passage rarely restates the year of the events it reports: "a participation rate of 88.4
-percent" names no year, and sits in the section headed "October 2020 election"; "elections ...
-were scheduled to be held on 3 May, but were then postponed" sits in a passage about the coup of
-November 2019, in an article about the 2020 election. So what an answer quotes is dated by the
+A passage rarely restates the year of the events it reports: "a ridership of 1.2 million" names
+no year, and sits in the section headed "Summer 2020 season"; "the regatta ... was to be held on
+3 May, but was then called off" sits in a passage about the storm of November 2019, in an
+article about the 2020 season. So what an answer quotes is dated by the
 nearest context that names any time: the quoted sentences themselves, else their section
 heading (the nearest heading before them, in their passage or an earlier one: a paragraph of one
 short line that ends without punctuation), else its article's title, else every time its article
@@ -46,9 +46,9 @@ _NOT_HEADING = re.compile(r"^(?:published|updated|posted|by|read more|see also|p
 def times(text: str) -> set[str]:
     """The years and decades a text names as dates (:func:`qa.citations.decades`).
 
-    >>> sorted(times("Did he fight the DEA in the ’90s, or in 2019, when 1500 troops got 12.5 percent?"))
+    >>> sorted(times("Did he race the Gulls in the ’90s, or in 2019, when 1500 riders paid 12.5 percent more?"))
     ['1990s', '2019']
-    >>> times("Turnout has risen since 2019 and rose 2020 percent, up from 2018's, more than in 2017.")
+    >>> times("Ridership has risen since 2019 and rose 2020 percent, up from 2018's, more than in 2017.")
     set()
     """
     found, rest = decades(fold(text))
@@ -61,7 +61,7 @@ def times(text: str) -> set[str]:
 def named_times(texts: Iterable[str]) -> set[str]:
     """Every year and decade the texts name, a year naming its decade and its century too.
 
-    >>> sorted(named_times(["In 1995 he fought the DEA.", "The 2020s began."]))
+    >>> sorted(named_times(["In 1995 he raced the Gulls.", "The 2020s began."]))
     ['1900s', '1990s', '1995', '2020s']
     """
     named: set[str] = set()
@@ -74,9 +74,9 @@ def named_times(texts: Iterable[str]) -> set[str]:
 def headings(article: Sequence[Passage]) -> list[tuple[int, str]]:
     """The headings of an article, from its passages: (offset in the article, text), in order.
 
-    >>> body = "Turnout was high.\\n\\nOctober 2020 election\\n\\nThe TSE counted."
+    >>> body = "Ridership was high.\\n\\nSummer 2020 season\\n\\nThe FLA counted."
     >>> headings([Passage("a", body, "x", "T", "x.txt", 100, 100 + len(body))])
-    [(119, 'October 2020 election')]
+    [(121, 'Summer 2020 season')]
     """
     found: dict[int, str] = {}
     for passage in article:
@@ -91,15 +91,15 @@ def headings(article: Sequence[Passage]) -> list[tuple[int, str]]:
 def dates(quote: str, passage: Passage, article: Sequence[Passage]) -> set[str]:
     """The years and decades that date what a passage's ``quote`` says (see the module's note).
 
-    >>> head = Passage("h", "Rain fell.\\n\\nOctober 2020 election", "x", "T", "x.txt", 0, 32)
-    >>> turnout = Passage("t", "In 2019 it was low. Turnout was 88.4 percent.", "x", "T", "x.txt", 34, 79)
-    >>> sorted(dates("Turnout was 88.4 percent.", turnout, [head, turnout]))
+    >>> head = Passage("h", "Rain fell.\\n\\nSummer 2020 season", "x", "T", "x.txt", 0, 30)
+    >>> riders = Passage("t", "In 2019 it was low. Ridership was 1.2 million.", "x", "T", "x.txt", 32, 78)
+    >>> sorted(dates("Ridership was 1.2 million.", riders, [head, riders]))
     ['2000s', '2020', '2020s']
-    >>> sorted(dates("In 2019 it was low.", turnout, [head, turnout]))
+    >>> sorted(dates("In 2019 it was low.", riders, [head, riders]))
     ['2000s', '2010s', '2019']
-    >>> both = Passage("b", "November 2019 coup\\n\\nMorales fled.\\n\\nOctober 2020 election\\n\\nTurnout was high.",
-    ...                "x", "T", "x.txt", 0, 75)
-    >>> sorted(dates("Turnout was high.", both, [both])), sorted(dates("Morales fled.", both, [both]))
+    >>> both = Passage("b", "November 2019 storm\\n\\nRuiz fled.\\n\\nSummer 2020 season\\n\\nRidership was high.",
+    ...                "x", "T", "x.txt", 0, 72)
+    >>> sorted(dates("Ridership was high.", both, [both])), sorted(dates("Ruiz fled.", both, [both]))
     (['2000s', '2020', '2020s'], ['2000s', '2010s', '2019'])
     """
     found = passage.text.find(quote)
@@ -118,13 +118,13 @@ def unnamed_times(question: str, cited: Sequence[tuple[str, Passage]],
 
     ``articles`` holds every passage of each cited passage's article, by article id.
 
-    >>> a = [Passage("1", "In October of 2019, Morales won.", "a", "T", "a.txt", 0, 32)]
-    >>> b = [Passage("2", "In the 90s he fought the DEA.", "b", "T", "b.txt", 0, 29)]
-    >>> unnamed_times("Whom did Morales fight in the 1990s?", [("Morales won.", a[0])], {"a": a})
+    >>> a = [Passage("1", "In October of 2019, Lund won.", "a", "T", "a.txt", 0, 29)]
+    >>> b = [Passage("2", "In the 90s he raced the Gulls.", "b", "T", "b.txt", 0, 30)]
+    >>> unnamed_times("Whom did Lund race in the 1990s?", [("Lund won.", a[0])], {"a": a})
     ['1990s']
-    >>> unnamed_times("Whom did Morales fight in the 1990s?", [("He fought the DEA.", b[0])], {"b": b})
+    >>> unnamed_times("Whom did Lund race in the 1990s?", [("He raced the Gulls.", b[0])], {"b": b})
     []
-    >>> unnamed_times("Were 1800 people arrested?", [("In all, 1,800 people were held.", a[0])], {"a": a})
+    >>> unnamed_times("Were 1800 people evacuated?", [("In all, 1,800 people were moved.", a[0])], {"a": a})
     []
     """
     named = set().union(*(dates(quote, p, articles.get(p.article_id, [p])) for quote, p in cited))
