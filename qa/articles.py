@@ -118,7 +118,7 @@ def is_leftover(paragraph: str) -> bool:
 
     >>> is_leftover("Subscribe to our channel"), is_leftover("Harbour Lights.jpg")
     (True, True)
-    >>> is_leftover("The bakery sold 55.1% of its bread by noon.")
+    >>> is_leftover("The bakery sold 47.3% of its bread by noon.")
     False
     """
     text = " ".join(paragraph.split())

@@ -206,8 +206,8 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
 
     >>> sorted(key_terms("The bakery sold 1,204,518 loaves, 62.5% of them rye.")[1])
     ['1204518', '62.5']
-    >>> sorted(key_terms("Thirty-seven people were rescued.")[1])
-    ['37']
+    >>> sorted(key_terms("Twenty-six people were rescued.")[1])
+    ['26']
     >>> key_terms("Norvale’s mayor") == key_terms("the mayor of Norvale")
     True
     >>> key_terms("He ran the ferry in the 1990s.")[1] == key_terms("when he ran the ferry in the 90s")[1]
@@ -256,10 +256,10 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     >>> support("Attendance in 2016 was 62.5 percent.", "attendance of 62.5 percent", known="Attendance in 2016?")
     0.75
 
-    A new number is weighed with the sentences around it: here "21" counts the Gulls' prizes, not Lund's.
+    A new number is weighed with the sentences around it: here "19" counts the Gulls' prizes, not Lund's.
 
-    >>> prizes = "Lund's Harbour Club came second. Attendance was high. The Gulls took 21 of 36 Regatta prizes."
-    >>> support("Lund's Harbour Club won 21 Regatta prizes.", prizes, known="How many prizes did Lund win?")
+    >>> prizes = "Lund's Harbour Club came second. Attendance was high. The Gulls took 19 of 30 Regatta prizes."
+    >>> support("Lund's Harbour Club won 19 Regatta prizes.", prizes, known="How many prizes did Lund win?")
     0.125
     """
     words, numbers = key_terms(claim)
@@ -289,7 +289,7 @@ november december monday tuesday wednesday thursday friday saturday sunday""".sp
 def proper_names(claim: str) -> set[str]:
     """The claim's capitalised words (names of people, parties, places), as key terms.
 
-    >>> sorted(proper_names("In 2019 Ana Ruiz's bakery sold 13 percent in October."))
+    >>> sorted(proper_names("In 2019 Ana Ruiz's bakery sold 12 percent in October."))
     ['ana', 'ruiz']
     >>> proper_names("Attendance was 62.5 percent.")
     set()
@@ -307,8 +307,8 @@ def proper_names(claim: str) -> set[str]:
 def number_context(text: str, numbers: set[str], around: int = 1) -> str:
     """The sentences of ``text`` that hold any of ``numbers``, with ``around`` sentences either side.
 
-    >>> number_context("Rain fell. Ruiz spoke. The Gulls took 21 of 36 prizes. Lund's club won 11. The end.", {"21"}, 0)
-    'The Gulls took 21 of 36 prizes.'
+    >>> number_context("Rain fell. Ruiz spoke. The Gulls took 19 of 30 prizes. Lund's club won 11. The end.", {"19"}, 0)
+    'The Gulls took 19 of 30 prizes.'
     """
     spans = sentence_spans(text)
     hits = [i for i, (a, b) in enumerate(spans) if key_terms(text[a:b])[1] & numbers]
@@ -330,9 +330,9 @@ class CheckPolicy:
 def answer_sentences(text: str) -> list[tuple[int, int]]:
     """Spans of the sentences of an answer, line by line.
 
-    >>> t = "Ruiz spoke [1]. Attendance was high.\\n- Gulls: 55.1% [2]"
+    >>> t = "Ruiz spoke [1]. Attendance was high.\\n- Gulls: 47.3% [2]"
     >>> [t[a:b] for a, b in answer_sentences(t)]
-    ['Ruiz spoke [1].', 'Attendance was high.', '- Gulls: 55.1% [2]']
+    ['Ruiz spoke [1].', 'Attendance was high.', '- Gulls: 47.3% [2]']
     """
     spans: list[tuple[int, int]] = []
     for line_start, line in _lines(text):
@@ -519,7 +519,7 @@ def off_subject(question: str, citations: Sequence[Citation], passages: Sequence
     most questions about that article.
 
     >>> from qa.answer import Citation
-    >>> lund = Citation(1, "Harbour news", "a.txt", "a#1", "The HRC, a rowing club chaired by Tom Lund, won 29 races.")
+    >>> lund = Citation(1, "Harbour news", "a.txt", "a#1", "The HRC, a rowing club chaired by Tom Lund, won 17 races.")
     >>> off_subject("Who became deputy mayor alongside Ana Ruiz?", [lund], [])
     True
     >>> off_subject("Which club did Tom Lund chair?", [lund], [])

@@ -1,7 +1,7 @@
 """What kind of answer a question asks for, and whether an answer is of that kind.
 
 A small model asked "How many loaves did the bakery sell?" by passages that
-only give its share of the town's bread sales answers "13 percent [1]": a true
+only give its share of the town's bread sales answers "12 percent [1]": a true
 sentence, cited correctly, that does not answer the question. The citation
 check cannot see this, since the passage supports every word. This check compares the shape of
 the answer with the question's:
@@ -21,7 +21,7 @@ the answer with the question's:
   number gives none.
 
 When the model answers a count with a share although a passage gives the count
-("3,214,905 tickets" beside "55 percent of the tickets"), :func:`counts_of` finds
+("3,214,905 tickets" beside "45 percent of the tickets"), :func:`counts_of` finds
 the passages that state a count of what is asked, for one more reading of
 those alone.
 
@@ -101,13 +101,13 @@ def _gives_money(question: str, answer: str) -> bool:
 def mismatch(question: str, answer: str) -> str:
     """Why ``answer`` (markers removed) is not the kind of answer ``question`` asks for; ``""`` when it is.
 
-    >>> mismatch("How many loaves did Lund sell?", "Lund sold 13 percent of the loaves.")
+    >>> mismatch("How many loaves did Lund sell?", "Lund sold 12 percent of the loaves.")
     'a count was asked for, and the answer gives only a percentage'
-    >>> mismatch("How many loaves did the bakery sell?", "The bakery sold 3,214,905 loaves, 55.1%.")
+    >>> mismatch("How many loaves did the bakery sell?", "The bakery sold 3,214,905 loaves, 47.3%.")
     ''
-    >>> mismatch("How many loaves did Lund sell in 2019?", "In 2019 Lund sold 13 percent.")
+    >>> mismatch("How many loaves did Lund sell in 2019?", "In 2019 Lund sold 12 percent.")
     'a count was asked for, and the answer gives only a percentage'
-    >>> mismatch("How many loaves did Lund sell?", "Lund came third with 13 percent of the sales.")
+    >>> mismatch("How many loaves did Lund sell?", "Lund came third with 12 percent of the sales.")
     'a count was asked for, and the answer gives only a percentage'
     >>> mismatch("How much did the ferry tickets cost?", "They were sold at twice their unit price.")
     'a sum of money was asked for, and the answer gives none'
@@ -155,7 +155,7 @@ _NOT_COUNTED = frozenset("""percent per cent share shares percentage points poin
 have has had will would can could more fewer less times""".split())
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
 _MONTH_DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
-# a word between a number and the noun that makes the number something else: a share ("55 percent
+# a word between a number and the noun that makes the number something else: a share ("45 percent
 # of the tickets"), a date ("20 October"), or another count ("9 cabins and tickets")
 _NOT_BETWEEN = rf"percent|per|cent|points?|of|and|or|in|on|at|to|from|by|for|with|than|{_MONTHS}"
 
@@ -184,12 +184,12 @@ def counts_of(question: str, text: str) -> bool:
     it and the noun, and none of them makes it a share, a date or a count of something else.
 
     >>> q = "How many tickets did the ferry sell?"
-    >>> counts_of(q, "Overall, the ferry sold 3,214,905 tickets."), counts_of(q, "It sold 55 percent of the tickets.")
+    >>> counts_of(q, "Overall, the ferry sold 3,214,905 tickets."), counts_of(q, "It sold 45 percent of the tickets.")
     (True, False)
-    >>> counts_of(q, "It sold 1.5 million tickets."), counts_of(q, "It sold 55 per cent of the tickets.")
+    >>> counts_of(q, "It sold 1.5 million tickets."), counts_of(q, "It sold 45 per cent of the tickets.")
     (True, False)
     >>> rescued = "How many people were rescued?"
-    >>> counts_of(rescued, "a storm in which thirty-seven people were rescued")
+    >>> counts_of(rescued, "a storm in which twenty-six people were rescued")
     True
     >>> counts_of(rescued, "In 2019 some 500 people were rescued."), counts_of(rescued, "In 2019 people were rescued.")
     (True, False)
