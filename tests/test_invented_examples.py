@@ -4,12 +4,13 @@ The project's rule: an example in a docstring, a comment, a prompt or a doctest 
 topic unlike any evaluation question, so that no tuning quietly fits the questions the project is
 scored on. Two checks hold it over the whole text of every ``qa/*.py`` file:
 
-- no run of four words of an evaluation question appears in it. The questions are those of
-  ``qa/evalsets/*.jsonl`` and, when the shared development set lies beside the project
-  (``../shared/dev/squad2/questions.jsonl``, as on CI), those too; where that folder is absent only
-  the project's own sets are checked. Words are compared case-blind, accents and punctuation
-  dropped; a run needs two words that are not stop words (bm25s's English list), so "what is the
-  name of" is no hit.
+- no run of four words of an evaluation question appears in it, nor a whole question of three
+  words or more. The questions are those of ``qa/evalsets/*.jsonl`` and, when the shared
+  development set lies beside the project (``../shared/dev/squad2/questions.jsonl``, as on CI),
+  those too; where that folder is absent, only the project's own sets are checked. Words are
+  compared case-blind, accents and punctuation dropped; a run needs two words that are not stop
+  words (bm25s's English list, and "many", "much", "first"), so "what is the name of" or "how
+  many people were" is no hit.
 - no proper name of the seed articles appears in it (case-sensitive, whole words). The names are
   read off ``seeds/*.txt`` by a rule that holds for any articles (see ``seed_names``).
 
@@ -24,7 +25,6 @@ import calendar
 import json
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -88,6 +88,18 @@ def question_runs() -> frozenset[tuple[str, ...]]:
     return frozenset(runs)
 
 
+@cache
+def short_questions() -> frozenset[tuple[str, ...]]:
+    """Whole questions of three words or more that hold no such run ("When did he die?")."""
+    runs = question_runs()
+    found = set()
+    for question in questions():
+        tokens = tuple(words(question))
+        if len(tokens) >= 3 and not any(tokens[i:i + RUN] in runs for i in range(len(tokens) - RUN + 1)):
+            found.add(tokens)
+    return frozenset(found)
+
+
 # --- the seeds' proper names ------------------------------------------------------------------
 
 def prose_lines(text: str) -> list[str]:
@@ -128,14 +140,14 @@ def seed_names() -> tuple[str, ...]:
     - a word of three letters or more, capitalised at least once where it does not start a
       sentence, whose lower-case form never occurs in the articles, and that is no month or
       weekday name ("The" and "President" have lower-case forms; a word seen capitalised only at
-      the start of sentences may be an ordinary word there); a name of several words ("Santa
-      Rosa") gives each of its words; or
+      the start of sentences may be an ordinary word there); a name of several words ("Port
+      Ellen") gives each of its words; or
     - an acronym: a word of two or more capitals, wherever it stands.
     """
     lines = [line for path in sorted(SEEDS.glob("*.txt")) for line in prose_lines(path.read_text(encoding="utf-8"))]
     seen = [piece for line in lines for piece in pieces(line)]
     lower = {word.casefold() for word, _ in seen if word[0].islower()}
-    names = {word for word, first in seen if len(word) >= 2 and word.isupper() and word not in CALENDAR}
+    names = {word for word, _ in seen if len(word) >= 2 and word.isupper() and word not in CALENDAR}
     names |= {word for word, first in seen if not first and len(word) >= 3 and word[0].isupper()
               and word.casefold() not in lower and word not in CALENDAR}
     return tuple(sorted(names))
@@ -171,30 +183,26 @@ def where(path: Path, text: str, offset: int) -> str:
 
 
 def question_runs_in(path: Path, text: str) -> list[str]:
-    """file:line and the words, for each stretch of the text made of question runs."""
-    runs = question_runs()
+    """file:line and the words, for each stretch of the text made of question runs or short questions."""
+    phrases: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in question_runs() | short_questions():
+        phrases.setdefault(phrase[0], []).append(phrase)
     found = [(m.group(), m.start()) for m in _WORD.finditer(text)]
     tokens = [fold(token) for token, _ in found]
-    hits, i = [], 0
-    while i <= len(tokens) - RUN:
-        if tuple(tokens[i:i + RUN]) not in runs:
-            i += 1
-            continue
-        end = i + RUN
-        while end < len(tokens) and tuple(tokens[end - RUN + 1:end + 1]) in runs:
-            end += 1
-        hits.append(f"{where(path, text, found[i][1])}: {' '.join(token for token, _ in found[i:end])}")
-        i = end
-    return hits
+    spans: list[list[int]] = []
+    for i, token in enumerate(tokens):
+        for phrase in phrases.get(token, ()):
+            if tuple(tokens[i:i + len(phrase)]) == phrase:
+                if spans and i < spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], i + len(phrase))
+                else:
+                    spans.append([i, i + len(phrase)])
+    return [f"{where(path, text, found[a][1])}: {' '.join(token for token, _ in found[a:b])}" for a, b in spans]
 
 
 def seed_names_in(path: Path, text: str) -> list[str]:
     """file:line and the names, for each line that names something of the seeds."""
-    found: Counter[tuple[int, str]] = Counter()
-    for name in seed_names():
-        pattern = r"\b" + r"\s+".join(map(re.escape, name.split())) + r"\b"
-        for m in re.finditer(pattern, text):
-            found[(m.start(), name)] += 1
+    found = {(m.start(), name) for name in seed_names() for m in re.finditer(rf"\b{re.escape(name)}\b", text)}
     by_line: dict[str, list[str]] = {}
     for (offset, name) in sorted(found):
         names = by_line.setdefault(where(path, text, offset), [])
@@ -214,6 +222,7 @@ def test_the_name_rule_finds_the_seeds_people_places_and_bodies_but_not_ordinary
 def test_the_question_runs_skip_runs_of_stop_words() -> None:
     assert question_runs(), "the evaluation sets yield runs"
     assert all(sum(map(content, run)) >= MIN_CONTENT for run in question_runs())
+    assert ("what", "is", "the", "name") not in question_runs()
 
 
 def test_the_chat_page_examples_are_the_only_exemption() -> None:
@@ -223,7 +232,7 @@ def test_the_chat_page_examples_are_the_only_exemption() -> None:
     assert "EXAMPLES =" not in blanked
 
 
-def test_no_file_of_the_package_quotes_four_words_of_an_evaluation_question() -> None:
+def test_no_file_of_the_package_quotes_an_evaluation_question() -> None:
     hits = [hit for path, text in package_texts() for hit in question_runs_in(path, text)]
     assert not hits, ("words of evaluation questions in qa/ (invent the example instead):\n"
                       + "\n".join(hits))
