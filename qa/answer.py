@@ -31,9 +31,27 @@ class Citation:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What one check (:mod:`qa.checks`) found: passed or not, why, and a score where it gives one."""
+
+    check: str
+    passed: bool
+    reason: str = ""
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class Answer:
-    """An answer with ``[n]`` markers, its citations, and how it was made."""
+    """An answer with ``[n]`` markers, its citations, and how it was made.
+
+    A refusal names what refused it: ``refused_by`` is one of :data:`qa.checks.REFUSERS`, and
+    ``reason`` says why in a short sentence. ``checks`` holds the verdicts of the checks that ran
+    on the answer given (or refused), and ``draft`` the refused text.
+    """
 
     text: str
     answered: bool
@@ -42,8 +60,15 @@ class Answer:
     query: str = ""
     passages: list[Passage] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    refused_by: str = ""
+    reason: str = ""
+    checks: list[Verdict] = field(default_factory=list)
+    draft: str = ""  # the text a check refused, for measuring the checks (qa eval); never shown
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape shared by ``qa ask --json`` and the chat page's API."""
-        return {"text": self.text, "answered": self.answered,
-                "citations": [c.to_dict() for c in self.citations]}
+        out: dict[str, Any] = {"text": self.text, "answered": self.answered,
+                               "citations": [c.to_dict() for c in self.citations]}
+        if not self.answered:
+            out |= {"refused_by": self.refused_by, "reason": self.reason}
+        return out

@@ -33,11 +33,12 @@ def build_llm(settings: Settings) -> LLM:
 
 
 def build_checker(settings: Settings) -> LLM | None:
-    """The model that checks answers (:mod:`qa.verify`): a second context of the local GGUF, so its
+    """The support judge's model (:mod:`qa.judge`): a second context of the local GGUF, so its
     prompts never push the answering prompt's prefix out of llama.cpp's cache (the file's pages are
-    shared). Its context is as long as the answering one's: a check holds quotes of passages that
-    were in the answer's prompt. ``None``, the answering model itself, for a server."""
-    if settings.llm_url or not (settings.check and settings.verify):
+    shared), and its own fixed start stays cached. Its context is as long as the answering one's: a
+    case holds quotes of passages that were in the answer's prompt. ``None``, the answering model
+    itself, for a server."""
+    if settings.llm_url or not settings.check or "judge" in settings.without:
         return None
     return build_llm(settings)
 

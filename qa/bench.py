@@ -878,9 +878,9 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         settings.top_k = options.top_k or settings.top_k
         # One model call per question (all passages at once, no check by the model): the bench sets
         # the pipeline's time around one model call against that call made straight to llama.cpp.
-        # A second reading, or the model's check of the answer, would otherwise count as overhead.
+        # A second reading, or the support judge, would otherwise count as overhead.
         settings.narrow_k = 0
-        settings.verify = False
+        settings.without = frozenset({"judge"})
         embedder = SentenceTransformerEmbedder(settings.embedder_path)
         if options.seeded_data:
             shutil.copytree(options.seeded_data, settings.data_dir)

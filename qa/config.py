@@ -19,6 +19,7 @@ defaults (there is one place where a default is decided: here).
 | QA_LLM_KEY      | none (sent as a bearer token when set)          |
 | QA_QUEUE_SIZE   | 64 questions waiting on the chat page, at most  |
 | QA_PROMPT       | grounded: prose answers with [n] (or json)      |
+| QA_WITHOUT      | none: checks to switch off, e.g. ``judge,time`` |
 
 With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
 (``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
@@ -62,18 +63,6 @@ def _env_str(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
 
 
-def _env_flag(name: str, default: bool) -> bool:
-    """``1``/``0`` (or yes/no, on/off, true/false) from the environment; ``default`` when unset."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "yes", "on", "true"):
-        return True
-    if value in ("0", "no", "off", "false"):
-        return False
-    raise ConfigError(f"{name} must be 1 or 0, not {value!r}.")
-
-
 def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None:
     """Validate a server URL; with ``api_path``, add it when the URL has no path.
 
@@ -94,6 +83,16 @@ def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None
     if api_path and not parts.path:
         value += api_path
     return value
+
+
+def _env_checks(name: str) -> frozenset[str]:
+    """Check names from the environment, comma-separated (``judge,time``)."""
+    from .checks import check_names
+
+    try:
+        return check_names(os.environ.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 PROMPT_STYLES = ("grounded", "json")
@@ -142,12 +141,16 @@ class Settings:
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
     # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
     # refuses: a small model picks the wrong name out of six passages more often than out of two.
-    # (After a share given for "how many", up to `narrow_k` passages that state the count; 0: one reading.)
+    # (0: one reading of all of them.)
     narrow_k: int = 2
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True
-    # after the checks, ask the model whether the quoted sentences answer the question so (qa.verify)
-    verify: bool = field(default_factory=lambda: _env_flag("QA_VERIFY", True))
+    # the checks switched off (names from qa.checks.SWITCHABLE)
+    without: frozenset[str] = field(default_factory=lambda: _env_checks("QA_WITHOUT"))
+    # the support judge (qa.judge) refuses an answer whose quotes it scores below this
+    judge_threshold: float = 0.5
+    # run every check on an answer even after one refused it, to record their verdicts (qa eval)
+    audit: bool = False
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))
     llm_url: str | None = field(default_factory=lambda: _env_str("QA_LLM_URL"))
     llm_model: str | None = field(default_factory=lambda: _env_str("QA_LLM_MODEL"))
@@ -162,6 +165,12 @@ class Settings:
             self.embedder_path = None
         if self.reranker_path == Path():
             self.reranker_path = None
+        from .checks import check_names
+
+        try:
+            self.without = check_names(sorted(self.without))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         self.chroma_url = check_url("QA_CHROMA_URL", self.chroma_url)
         self.llm_url = check_url("QA_LLM_URL", self.llm_url, api_path="/v1")
 
@@ -191,7 +200,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "grounded": {"prompt": "grounded"},
     "json": {"prompt": "json"},
     "wide": {"narrow_k": 0},
-    "unverified": {"verify": False},
+    "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
               "sentence_order": False, "min_score": 0.0, "top_k": 5},

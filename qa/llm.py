@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -135,6 +136,9 @@ class LlamaCppLLM:
         self.seed = seed
         self._llama: Any = None
         self._lock = threading.Lock()
+        self._formatter: Any = None
+        self._yes_no: tuple[set[int], set[int]] | None = None
+        self._fixed: tuple[tuple[tuple[str, str], ...], list[int]] | None = None
 
     @property
     def name(self) -> str:
@@ -170,6 +174,63 @@ class LlamaCppLLM:
         with self._lock:
             return len(self._load().tokenize(text.encode(), add_bos=False, special=True))
 
+    def _chat_tokens(self, llama: Any, messages: Sequence[Message], opened: bool = True) -> list[int]:
+        """``messages`` in the model's own chat template, as tokens; ``opened``: the assistant's turn opened."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if self._formatter is None:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise ValueError(f"{self.model_path.name} has no chat template")
+            eos, bos = llama.token_eos(), llama.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llama._model.token_get_text(bos) if bos != -1 else "")
+        self._formatter.add_generation_prompt = opened
+        result = self._formatter(messages=list(messages))
+        return list(llama.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True))
+
+    def _fixed_tokens(self, llama: Any, head: Sequence[Message], tokens: Sequence[int]) -> int:
+        """How many of ``tokens`` render ``head``, the messages before the last (cached by content)."""
+        key = tuple((m["role"], m["content"]) for m in head)
+        if self._fixed is None or self._fixed[0] != key:
+            rendered = self._chat_tokens(llama, head, opened=False) if head else []
+            self._fixed = (key, rendered)
+        from llama_cpp import Llama
+
+        return min(int(Llama.longest_token_prefix(self._fixed[1], tokens)), len(tokens) - 1)
+
+    def yes_probability(self, messages: Sequence[Message]) -> float | None:
+        """How likely the reply to ``messages`` opens with yes rather than no (:mod:`qa.judge`).
+
+        One forward pass and no sampling: the prompt is evaluated from where it stops matching what
+        this context evaluated last (llama.cpp keeps the rest in its KV cache), and the logits of
+        its last position are read straight from llama.cpp, which keeps them without ``logits_all``.
+        """
+        import numpy as np
+        from llama_cpp import Llama, llama_cpp
+
+        with self._lock:
+            llama = self._load()
+            tokens = self._chat_tokens(llama, messages)
+            if len(tokens) >= self.n_ctx:
+                raise ValueError(f"the judge's prompt of {len(tokens)} tokens is longer than the context "
+                                 f"({self.n_ctx})")
+            if self._yes_no is None:
+                self._yes_no = (_first_tokens(llama, YES_WORDS), _first_tokens(llama, NO_WORDS))
+            # The conversation before the last turn is evaluated alone, once, and the last turn always
+            # from its end: the same batches every time, so a case gets the same score whatever came before.
+            fixed = self._fixed_tokens(llama, messages[:-1], tokens)
+            cached = Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+            if cached < fixed:
+                llama.n_tokens = 0
+                llama.eval(tokens[:fixed])
+            llama.n_tokens = fixed
+            llama.eval(tokens[fixed:])
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+            yes, no = self._yes_no
+            return yes_share([float(logits[t]) for t in yes - no], [float(logits[t]) for t in no - yes])
+
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
                     stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         with self._lock:
@@ -184,6 +245,32 @@ class LlamaCppLLM:
                 piece = chunk["choices"][0].get("delta", {}).get("content")
                 if piece:
                     yield piece
+
+
+def yes_share(yes: Sequence[float], no: Sequence[float]) -> float:
+    """P(yes) out of the log-scores (logits or log-probabilities) of the yes-words and the no-words.
+
+    >>> yes_share([2.0], [2.0]), round(yes_share([3.0, 1.0], [0.0]), 3), yes_share([], [-1.0])
+    (0.5, 0.958, 0.0)
+    """
+    top = max([*yes, *no], default=0.0)
+    p_yes = sum(math.exp(v - top) for v in yes)
+    p_no = sum(math.exp(v - top) for v in no)
+    return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+
+
+YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
+NO_WORDS = ("no", "No", "NO", " no", " No", " NO")
+
+
+def _first_tokens(llama: Any, words: Sequence[str]) -> set[int]:
+    """The first token of each word, in ``llama``'s vocabulary."""
+    out = set()
+    for word in words:
+        ids = llama.tokenize(word.encode(), add_bos=False, special=False)
+        if ids:
+            out.add(int(ids[0]))
+    return out
 
 
 def _server_detail(response: httpx.Response) -> str:
@@ -216,6 +303,7 @@ class OpenAICompatibleLLM:
         self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
                                     timeout=httpx.Timeout(timeout, connect=10.0))
         self._lock = threading.Lock()
+        self._logprobs: bool | None = None  # does the server give log-probabilities? (known after one ask)
 
     @property
     def name(self) -> str:
@@ -294,6 +382,41 @@ class OpenAICompatibleLLM:
             raise ServerError(f"The LLM server at {self.base_url} failed in the middle of an answer "
                               f"({exc or type(exc).__name__}). Check that it is still running, then ask "
                               "again.") from exc
+
+    def yes_probability(self, messages: Sequence[Message]) -> float | None:
+        """How likely the reply opens with yes rather than no, from the server's log-probabilities.
+
+        ``None`` when the server gives none (llama-cpp-python's own server does not, unless its model
+        was loaded with ``logits_all``); it is then not asked again.
+        """
+        if self._logprobs is False:
+            return None
+        self.load()
+        body = {"model": self.model, "messages": list(messages), "max_tokens": 1, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": 20}
+        try:
+            response = self._client.post("/chat/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        found = None
+        if response.is_success:
+            try:
+                choice = response.json()["choices"][0]
+                found = choice["logprobs"]["content"][0]["top_logprobs"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                found = None
+        if not found:
+            self._logprobs = False
+            log.warning("The LLM server at %s gives no log-probabilities (%s); the support judge uses its sampled "
+                        "reply instead.", self.base_url,
+                        _server_detail(response) if not response.is_success else "none in its reply")
+            return None
+        self._logprobs = True
+        yes = [float(t["logprob"]) for t in found if str(t.get("token", "")) in YES_WORDS]
+        no = [float(t["logprob"]) for t in found if str(t.get("token", "")) in NO_WORDS]
+        if not yes and not no:
+            return 0.5  # neither word among the likely ones: no opinion either way
+        return yes_share(yes, no)
 
     def _parse_event(self, data: str) -> tuple[str, bool]:
         """(text, finished) of one streamed event; raise on an error event.

@@ -4,30 +4,25 @@
         ▼
     search text ──> passages (Chroma dense + BM25, fused; optionally reranked), put in order
         │ by their best sentence as well (qa.focus)
-        │ best passage too far from the question, or a number of the question
-        │ in none of the passages: refuse without asking the model
+        │ best passage too far from the question ("retrieval"), or a number of the question
+        │ in none of the passages ("numbers"): refuse without asking the model
         ▼
     prompt (constant system prompt first, the 2 best passages, question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown; with
         │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
         ▼
-    citation check, then the guard (qa.guard): a sentence that follows or repeats an
-        │ instruction found in a passage, or repeats the system prompt, is dropped;
-        │ an answer of the wrong kind (a percentage for "how many", qa.expect), or one whose
-        │ quotes share no word with the question, or whose passages never name a body the
-        │ question names by an acronym the passages define ("the OAS"), or that answers a
-        │ yes-or-no question by restating it or with a yes its passages do not state (qa.polar),
-        │ or whose quotes are not dated by a year or decade the question names (qa.times),
-        │ is refused
+    "citations": each sentence must be supported by a passage it cites (markers moved or
+        │ dropped, unsupported sentences dropped); "guard": a sentence that follows or repeats an
+        │ instruction found in a passage, or repeats the system prompt, is dropped
         ▼
-    the model, shown only the quotes, is asked whether they answer the question so (qa.verify);
-        │ NO is a refusal
+    the checks of qa.checks, in order, the first that fails refusing: "kind", "subject",
+        │ "polar", "acronym", "time", then "judge" (qa.judge): the model's probability that
+        │ the quoted sentences state this answer to the question, against a threshold
         ▼
-    refused? the model reads all the passages (6), and that reply is checked the same way;
-        │ refused, after a share given for "how many", it reads the passages that state a
-        │ count of what is asked (qa.expect.counts_of) and name whom the question names
+    refused, but not by the judge? the model reads all the passages (6), and that reply is
+        │ checked the same way (an answer the judge found its quotes do not state is not asked again)
         ▼
-    Answer(text, answered, citations)
+    Answer(text, answered, citations, refused_by, reason, checks)
 
 The embedder, store and LLM are passed in, so tests can swap any of them.
 """
@@ -40,7 +35,8 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answer import Answer
+from .answer import Answer, Verdict
+from .checks import LEXICAL_CHECKS, REFUSERS, Check, Draft, failed, first_failure, run_checks
 from .citations import (
     CheckPolicy,
     MarkerStreamFilter,
@@ -49,27 +45,22 @@ from .citations import (
     cited_claims,
     key_terms,
     make_citations,
-    off_subject,
-    proper_names,
     renumber,
 )
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .expect import SHARE_FOR_COUNT, counts_of, mismatch
 from .focus import SentenceRanker
-from .glossary import strip_expansions, unnamed
+from .glossary import strip_expansions
 from .guard import screen_answer
+from .judge import SupportJudge
 from .llm import LLM, Message
-from .polar import is_polar, unsupported
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .reply import SCHEMA, AnswerStream, parse_reply
 from .rerank import Reranker
 from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
 from .store import ChromaStore, Passage
-from .times import times, unnamed_times
-from .verify import confirmed
 
 REFUSAL = "I could not find the answer to this in the articles."
 MAX_QUESTION_CHARS = 2000
@@ -95,8 +86,8 @@ def _titled(passage: Passage) -> str:
 def normalise_history(history: Any) -> list[Message]:
     """Accept ``[{"role", "content"}, ...]`` or ``[(user, assistant), ...]``.
 
-    >>> normalise_history([("Who won?", "Arce [1].")])
-    [{'role': 'user', 'content': 'Who won?'}, {'role': 'assistant', 'content': 'Arce [1].'}]
+    >>> normalise_history([("Who rowed?", "Ana Ruiz [1].")])
+    [{'role': 'user', 'content': 'Who rowed?'}, {'role': 'assistant', 'content': 'Ana Ruiz [1].'}]
     """
     out: list[Message] = []
     for item in history or []:
@@ -116,8 +107,8 @@ def normalise_history(history: Any) -> list[Message]:
 def clean_question(question: str) -> str:
     """Strip control characters and check the length; raise on an empty question.
 
-    >>> clean_question("What was the\\x00 turnout\\x1b[1;31m in 2020\\x1b[0m?\\n")
-    'What was the turnout in 2020?'
+    >>> clean_question("When did the\\x00 ferry\\x1b[1;31m first sail\\x1b[0m?\\n")
+    'When did the ferry first sail?'
     """
     if not isinstance(question, str):
         raise QAError(f"The question must be text, not {type(question).__name__}.")
@@ -143,8 +134,9 @@ class Pipeline:
     policy: CheckPolicy = field(default_factory=CheckPolicy)
     retriever: Retriever | None = None
     reranker: Reranker | None = None
-    checker: LLM | None = None  # asks whether the quotes answer the question (qa.verify); else ``llm``
+    checker: LLM | None = None  # the support judge's model (qa.judge), in a context of its own; else ``llm``
     sentences: SentenceRanker | None = None  # orders the passages by their best sentence (qa.focus)
+    _judge: SupportJudge | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.retriever is None:
@@ -169,17 +161,22 @@ class Pipeline:
             passages = self.sentences.order(found.vector, passages)
         return passages, found.best_similarity
 
-    def _evidence_missing(self, question: str, passages: Sequence[Passage], best: float) -> bool:
-        """Retrieval evidence that the articles cannot answer: too far, or a number nowhere in them."""
-        if not passages or best < self.settings.min_score:
-            return True
-        if not self.settings.check:
-            return False
+    def _evidence(self, question: str, passages: Sequence[Passage], best: float) -> Verdict | None:
+        """Retrieval evidence that the articles cannot answer, as the verdict that refuses; else ``None``."""
+        off = self.settings.without
+        if not passages:
+            return failed("retrieval", "no passage was found")
+        if best < self.settings.min_score and "retrieval" not in off:
+            return failed("retrieval", f"the closest passage is too far from the question ({best:.2f} < "
+                                       f"{self.settings.min_score:.2f})")
+        if not self.settings.check or "numbers" in off:
+            return None
         asked = key_terms(question)[1]
-        present: set[str] = set()
         for p in passages:
-            present |= key_terms(p.text)[1]
-        return bool(asked - present)
+            asked -= key_terms(p.text)[1]
+        if asked:
+            return failed("numbers", f"{', '.join(sorted(asked))} is in none of the passages found")
+        return None
 
     def ask_stream(self, question: str, history: History = None,
                    articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
@@ -187,10 +184,8 @@ class Pipeline:
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
-        from the best passages leads to a reading of all of them, and a share given
-        where "how many" was asked to one of the passages that state the count
-        (:meth:`_next_reading`). A later reading's reply is streamed only if nothing
-        of an earlier one was shown.
+        from the best passages leads to a reading of all of them, whose reply is
+        streamed only if nothing of the first one was shown.
         """
         started = time.perf_counter()
         question = clean_question(question)
@@ -205,16 +200,17 @@ class Pipeline:
         timings["retrieval_s"] = time.perf_counter() - started
         query = standalone or search_text(question, turns)
 
-        if self._evidence_missing(asked, passages, best):
+        missing = self._evidence(asked, passages, best)
+        if missing is not None:
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
-            yield Answer(REFUSAL, False, [], question, query, passages, timings)
+            yield Answer(REFUSAL, False, [], question, query, passages, timings, refused_by=missing.check,
+                         reason=missing.reason, checks=[missing])
             return
 
         narrow = self.settings.narrow_k
         reading = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
-        readings: list[list[Passage]] = []
-        held, tokens, share_for_count = True, 0, False
+        held, tokens, readings = True, 0, 0
         while True:
             # A reading after the first is streamed only if nothing was shown yet, and only if its
             # markers number the passages as the final answer does (the list of all passages found).
@@ -223,19 +219,13 @@ class Pipeline:
                                                               shown=held and reading == passages[:len(reading)])
             tokens += more
             held = held and held_now
-            readings.append(reading)
-            timings["readings"] = float(len(readings))
+            readings += 1
+            timings["readings"] = float(readings)
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
-            if answer.answered or not self.settings.check:
+            if answer.answered or answer.refused_by == "judge" or not self.settings.check \
+                    or len(reading) == len(passages):
                 break
-            share_for_count = share_for_count or (
-                not _refused(reply) and mismatch(asked, strip_markers(reply)) == SHARE_FOR_COUNT)
-            following = self._next_reading(asked, passages, readings, share_for_count)
-            if following is None:
-                break
-            if len(following) < len(passages):  # not all of them: the passages that state a count
-                timings["count_reading"] = 1.0
-            reading = following
+            reading = passages  # no answer from the best passages: read all of them
         if answer.answered:
             # the markers point into the list of every passage found, of which this reading may be a part
             position = {p.id: n for n, p in enumerate(passages, 1)}
@@ -251,25 +241,6 @@ class Pipeline:
         if held:
             yield answer.text
         yield answer
-
-    def _next_reading(self, question: str, passages: list[Passage], readings: Sequence[list[Passage]],
-                      share_for_count: bool) -> list[Passage] | None:
-        """What the model reads after a refusal, or ``None`` for none.
-
-        After the best passages (``narrow_k``), all of them. Then, once, when a reply gave a share
-        where "how many" was asked: the passages that state a count of what is asked (at most
-        ``narrow_k``, :func:`qa.expect.counts_of`) and hold every proper name of the question; a
-        count of votes alone could be anyone's. With ``narrow_k = 0`` there is one reading only.
-        """
-        if len(readings) == 1 and len(readings[0]) < len(passages):
-            return passages
-        if share_for_count and len(readings[0]) < len(passages):  # the best passages were read first
-            names = proper_names(question)
-            counting = [p for p in passages if counts_of(question, p.text)
-                        and names <= key_terms(f"{p.title} {p.text}")[0]][:self.settings.narrow_k]
-            if counting and counting not in readings:
-                return counting
-        return None
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
                   shown: bool) -> Generator[str, None, tuple[str, bool, int]]:
@@ -322,53 +293,60 @@ class Pipeline:
 
     def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage],
                timings: dict[str, float] | None = None, retrieved: Sequence[Passage] = ()) -> Answer:
-        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``verify_s``.
+        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``judge_s``.
 
         ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
-        best), also count for the acronyms they define.
+        best), also count for the acronyms they define. A refusal names the check that made it.
         """
-        refusal = Answer(REFUSAL, False, [], question, query, list(passages))
+        def refusal(verdict: Verdict, verdicts: Sequence[Verdict] = (), draft: str = "") -> Answer:
+            return Answer(REFUSAL, False, [], question, query, list(passages), refused_by=verdict.check,
+                          reason=verdict.reason, checks=list(verdicts) or [verdict], draft=draft)
+
         if _refused(raw):
-            return refusal
-        if self.settings.check:
-            raw = strip_expansions(raw, [p.text for p in passages])  # "the DEA", not the model's long name for it
+            return refusal(failed("model", REFUSERS["model"]))
+        checking = self.settings.check
+        off = self.settings.without
+        if checking:
+            raw = strip_expansions(raw, [p.text for p in passages])  # "the FLA", not the model's long name for it
+        if checking and "citations" not in off:
             text, claims = check_citations(raw, passages, self.policy, question)
-            text, claims = screen_answer(text, claims, passages, _PROTECTED)
         else:
             text, claims = cited_claims(raw, len(passages))
+        if checking and "guard" not in off:
+            screened, kept = screen_answer(text, claims, passages, _PROTECTED)
+            if claims and not kept:
+                return refusal(failed("guard", REFUSERS["guard"]), draft=text)
+            text, claims = screened, kept
         body_words, body_numbers = key_terms(strip_markers(text))
         if claims and not body_words and not body_numbers:
             # A bare "[2]": answer with the cited passage's sentence that best matches the question.
             number = min(claims)
             quote, _, _ = best_quote(passages[number - 1], [question], max_sentences=1)
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
-        if self.settings.check and (not claims or mismatch(question, strip_markers(text))):
-            return refusal
+        if checking and not claims and "citations" not in off:
+            return refusal(failed("citations", REFUSERS["citations"]), draft=raw)
         citations = make_citations(claims, passages)
-        # the question with its search text, which holds the previous question of a follow-up
-        if self.settings.check and off_subject(f"{question} {query}", citations, passages):
-            return refusal
-        if self.settings.check and is_polar(question) and unsupported(
-                question, text, [passages[c.number - 1].text for c in citations]):
-            return refusal  # a yes its passages do not state, or a yes-or-no question answered by restating it
-        if self.settings.check and unnamed(question, [_titled(passages[c.number - 1]) for c in citations],
-                                           [p.text for p in [*passages, *retrieved]]):
-            return refusal  # asked about the OAS, answered from a passage that never names it
-        if self.settings.check and times(question):
-            cited = [(c.quote, passages[c.number - 1]) for c in citations]
-            articles = {a: self.store.get(sorted(self.store.passage_ids(a))) for a in {p.article_id for _, p in cited}}
-            if unnamed_times(question, cited, articles):
-                return refusal  # asked about 2019, answered from a passage about 2020
-        if self.settings.check and self.settings.verify:
-            started = time.perf_counter()
-            # a follow-up that could not be rewritten is searched with the previous question before it
-            earlier = query[: -len(question)] if query != question and query.endswith(question) else ""
-            agreed = confirmed(self.checker or self.llm, question, text, citations, earlier)
-            if timings is not None:
-                timings["verify_s"] = timings.get("verify_s", 0.0) + time.perf_counter() - started
-            if not agreed:
-                return refusal
-        return Answer(text, True, citations, question, query, list(passages))
+        if not checking:
+            return Answer(text, True, citations, question, query, list(passages))
+        draft = Draft(question, query, text, citations, passages, retrieved,
+                      article=lambda a: self.store.get(sorted(self.store.passage_ids(a))))
+        checks = [c for c in self.checks() if c.name not in off]
+        started = time.perf_counter()
+        verdicts = run_checks(checks, draft)
+        if timings is not None:
+            timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started
+        if self.settings.audit and len(verdicts) < len(checks):  # the rest too, for qa eval, not timed
+            verdicts += run_checks(checks[len(verdicts):], draft, audit=True)
+        failure = first_failure(verdicts)
+        if failure is not None:
+            return refusal(failure, verdicts, draft=text)
+        return Answer(text, True, citations, question, query, list(passages), checks=verdicts)
+
+    def checks(self) -> list[Check]:
+        """The checks of a drafted answer, in order: the lexical ones, then the support judge."""
+        if self._judge is None:
+            self._judge = SupportJudge(self.checker or self.llm)
+        return [*LEXICAL_CHECKS, self._judge.check(self.settings.judge_threshold)]
 
     def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:
         """Answer ``question``; see :meth:`ask_stream`."""

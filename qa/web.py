@@ -103,8 +103,8 @@ def _e(value: object) -> str:
 def _with_markers(text: str) -> str:
     """Escaped answer text, its ``[n]`` markers styled.
 
-    >>> _with_markers("Turnout was 88.4% [1]. <b>")
-    'Turnout was 88.4% <span class="qa-ref">[1]</span>. &lt;b&gt;'
+    >>> _with_markers("The ferry was 12% late [1]. <b>")
+    'The ferry was 12% late <span class="qa-ref">[1]</span>. &lt;b&gt;'
     """
     return re.sub(r"\[(\d+)\]", r'<span class="qa-ref">[\1]</span>', _e(text))
 
@@ -165,24 +165,24 @@ def _how_html(how: dict[str, Any]) -> str:
     parts = [f"Searched {_e(scope)} for the {int(num('top_k'))} closest passages in {num('retrieval_s'):.2f} s."]
     tokens, first, total = num("tokens"), num("first_token_s"), num("total_s")
     if "tokens" in how:
-        generating = total - first - num("verify_s")
+        generating = total - first - num("checks_s")
         rate = tokens / generating if tokens > 1 and generating > 0 else tokens / total if total > 0 else 0.0
         parts.append(f"First words after {first:.2f} s; whole answer in {total:.2f} s; "
                      f"{int(tokens)} tokens at {rate:.1f} tokens/s.")
         if num("readings") >= 2:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
                          "read all of them.")
-        if num("count_reading"):
-            parts.append("It gave a share where a count was asked, so it then read the passages that state "
-                         "such a count alone.")
-        if "verify_s" in how:
-            parts.append(f"Checked by asking the checking model, shown only the quoted sentences, whether they "
-                         f"answer the question ({num('verify_s'):.2f} s).")
+        if "checks_s" in how:
+            support = how.get("support")
+            judged = (f"; the support judge, shown only the quoted sentences, scored them {float(support):.2f} as "
+                      "stating this answer") if isinstance(support, (int, float)) else ""
+            parts.append(f"Checked against its quotes in {num('checks_s'):.2f} s{judged}.")
         if how.get("model"):
             parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
     else:
-        parts.append(f"No passage was close enough to the question, so the model was not asked "
-                     f"({total:.2f} s in all).")
+        parts.append(f"Nothing was generated: the model was not asked ({total:.2f} s in all).")
+    if how.get("refused_by"):
+        parts.append(f"Refused by the {_e(how['refused_by'])} check: {_e(how.get('reason') or '')}.")
     return (f'<details class="qa-how"><summary>How this answer was made</summary>'
             f'{" ".join(parts)}</details>')
 
@@ -227,8 +227,14 @@ def render_chat(turns: Sequence[Turn]) -> list[dict[str, str]]:
 
 
 def _finished(answer: Answer, how: dict[str, Any]) -> Turn:
+    made: dict[str, Any] = {**answer.timings, **how}
+    if not answer.answered and answer.refused_by:
+        made |= {"refused_by": answer.refused_by, "reason": answer.reason}
+    support = next((v.score for v in answer.checks if v.check == "judge"), None)
+    if support is not None:
+        made["support"] = support
     return {"q": answer.question, "status": "done", "text": answer.text, "answered": answer.answered,
-            "citations": [c.to_dict() for c in answer.citations], "how": {**answer.timings, **how}}
+            "citations": [c.to_dict() for c in answer.citations], "how": made}
 
 
 def history_of(turns: Sequence[Turn]) -> list[dict[str, str]]:

@@ -28,7 +28,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("QA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.delenv("QA_MODEL", raising=False)
-    monkeypatch.delenv("QA_VERIFY", raising=False)
+    monkeypatch.delenv("QA_WITHOUT", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from typing import Any
 
 from qa.answer import Answer
 from qa.llm import Message
-from qa.verify import CHECK_SYSTEM_PROMPT
 
 
 class FakeEmbedder:
@@ -46,17 +45,17 @@ class FakeLLM:
         self.replies = list(replies)
         self.calls: list[list[Message]] = []
         self.schemas: list[dict[str, Any] | None] = []
-        # The answer check (qa.verify) asks in a conversation of its own: those prompts go to
-        # ``checks`` and get ``verdicts`` in turn (the last one repeated), not ``replies``.
-        self.verdicts = ["YES"]
-        self.checks: list[list[Message]] = []
+        # The support judge (qa.judge) asks for a score: its cases go to ``judged`` and get ``scores``
+        # in turn (the last one repeated).
+        self.scores = [0.9]
+        self.judged: list[list[Message]] = []
+
+    def yes_probability(self, messages: Sequence[Message]) -> float | None:
+        self.judged.append(list(messages))
+        return self.scores.pop(0) if len(self.scores) > 1 else self.scores[0]
 
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
                     stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
-        if messages and messages[0]["content"] == CHECK_SYSTEM_PROMPT:
-            self.checks.append(list(messages))
-            yield self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
-            return
         self.calls.append(list(messages))
         self.schemas.append(schema)
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]

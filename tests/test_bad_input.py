@@ -24,11 +24,11 @@ from qa.articles import load_folder, walk_folder
 from qa.chunking import DEFAULT_CHUNKING, split_passages
 from qa.errors import EmptyQuestionError, QAError
 from qa.ingest import ingest
+from qa.judge import SYSTEM_PROMPT as JUDGE_SYSTEM_PROMPT
 from qa.llm import Message
 from qa.pipeline import REFUSAL, Pipeline
 from qa.prompt import SYSTEM_PROMPT
 from qa.store import ChromaStore
-from qa.verify import CHECK_SYSTEM_PROMPT
 
 HARD_LIMIT = 4 * DEFAULT_CHUNKING.max_chars  # a sentence with no end in sight is cut at this length
 
@@ -229,9 +229,9 @@ def test_odd_questions_get_a_sensible_answer(recorded, question: str) -> None:  
     _well_formed(answer)
     assert "You answer questions about news articles" not in answer.text
     for call in llm.calls:
-        # the answer's prompt, or the check of an answer (qa.verify): neither system prompt ever changes
+        # the answer's prompt, or the support judge's (qa.judge): neither system prompt ever changes
         assert call[0] in ({"role": "system", "content": SYSTEM_PROMPT},
-                           {"role": "system", "content": CHECK_SYSTEM_PROMPT}), "the system prompt is never changed"
+                           {"role": "system", "content": JUDGE_SYSTEM_PROMPT}), "the system prompt is never changed"
         asked = call[-1]["content"]
         assert not any(ord(c) < 32 and c not in "\n\t" for c in asked), "no control character reaches the model"
         assert "<|im_start|>" not in asked and "<|im_end|>" not in asked

@@ -432,7 +432,8 @@ def test_an_unexpected_failure_is_one_message_and_the_next_question_is_answered(
     assert failed["answered"] is False and "the server log has the details" in failed["error"]
     assert "llama_decode returned -3" in caplog.text, "the details are in the log, not in the answer"
     pipeline.llm = FakeLLM("NOT FOUND")
-    assert page.ask_api(TURNOUT) == {"text": REFUSAL, "answered": False, "citations": []}
+    assert page.ask_api(TURNOUT) == {"text": REFUSAL, "answered": False, "citations": [], "refused_by": "model",
+                                     "reason": "the model replied that the passages do not say"}
 
 
 # --- server mode: the backends fail under the chat page ------------------------------------------------------

@@ -176,7 +176,10 @@ def test_the_pipeline_behaves_the_same_over_a_server(tmp_path: Path) -> None:
 
     n = next(i for i, p in enumerate(pipeline.retrieve(TURNOUT), 1) if "88.4" in p.text)
     replies.append(sse("Turnout was ", "88.4 percent [", f"{n}]. It was a record [", "9]."))
-    replies.append(sse("YES"))  # the model's check of the answer (qa.verify) asks the same server
+    # the support judge (qa.judge) asks the same server: for log-probabilities, which this one does not
+    # give, then for a sampled verdict
+    replies.append(b'{"choices": [{"message": {"content": "yes"}}]}')
+    replies.append(sse("yes"))
     items = list(pipeline.ask_stream(TURNOUT))
     answer = items[-1]
     assert isinstance(answer, Answer) and answer.answered and not replies

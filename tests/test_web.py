@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qa.answer import Answer, Citation
+from qa.answer import Answer, Citation, Verdict
 from qa.config import Settings
 from qa.errors import QAError
 from qa.pipeline import REFUSAL, Pipeline
@@ -57,26 +57,32 @@ def test_a_second_reading_is_told_in_the_how_detail() -> None:
                                                           timings={**timings, "readings": 1.0}))
     assert "read all of them" in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
                                                       timings={**timings, "readings": 2.0}))
-    counted = render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
-                                   timings={**timings, "readings": 3.0, "count_reading": 1.0}))
-    assert "read all of them" in counted and "read the passages that state such a count alone" in counted
 
 
-def test_the_models_check_is_told_in_the_how_detail() -> None:
+def test_the_checks_and_the_judges_score_are_told_in_the_how_detail() -> None:
     timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
     answer = Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?", timings=timings)
-    assert "checking model" not in render_answer(answer)
-    answer.timings = {**timings, "verify_s": 0.5}
+    assert "support judge" not in render_answer(answer)
+    answer.timings = {**timings, "checks_s": 0.5}
+    answer.checks = [Verdict("kind", True), Verdict("judge", True, "", 0.87)]
     shown = render_answer(answer)
-    assert "shown only the quoted sentences, whether they answer the question (0.50 s)" in shown
-    assert "21 tokens at 42.0 tokens/s" in shown, "the check's time is not generation time"
+    assert "Checked against its quotes in 0.50 s; the support judge, shown only the quoted sentences, scored " \
+           "them 0.87" in shown
+    assert "21 tokens at 42.0 tokens/s" in shown, "the checks' time is not generation time"
 
 
-def test_a_refusal_says_so_and_shows_no_sources() -> None:
+def test_a_refusal_says_so_names_the_check_and_shows_no_sources() -> None:
     shown = render_answer(Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 0.01,
-                                                                      "total_s": 0.01}))
+                                                                      "total_s": 0.01},
+                                 refused_by="retrieval", reason="no passage was found"))
     assert REFUSAL in shown and "qa-refusal" in shown and "qa-source" not in shown
-    assert "the model was not asked" in shown
+    assert "the model was not asked" in shown and "Refused by the retrieval check: no passage was found." in shown
+    refused = Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 1.0, "total_s": 2.0,
+                                                        "tokens": 9.0, "checks_s": 0.4},
+                     refused_by="judge", reason="the quoted sentences do not state this answer (support 0.10 < 0.50)",
+                     checks=[Verdict("judge", False, "", 0.1)])
+    assert "Refused by the judge check: the quoted sentences do not state this answer (support 0.10 &lt; 0.50)." \
+        in render_answer(refused)
 
 
 def test_article_text_and_model_output_are_escaped_and_kept_on_one_line() -> None:
