@@ -31,6 +31,7 @@ from .errors import QAError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .checks import SWITCHABLE
     from .config import PRESETS, default_seeds_dir
 
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of news articles with a local model; "
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", choices=sorted(PRESETS), metavar="PRESET", nargs="+", default=[],
                     help="also run these presets in the same session, taking turns question by question, and "
                          "report each one's latency ratio")
+    ev.add_argument("--articles", type=Path, metavar="FOLDER",
+                    help="ingest FOLDER into a temporary index and measure against it (default: the index)")
+    ev.add_argument("--without", action="append", default=[], metavar="CHECK",
+                    help=f"switch this check off in the presets measured; may be repeated ({', '.join(SWITCHABLE)})")
+    ev.add_argument("--judge-threshold", type=float, metavar="T",
+                    help="the support judge's threshold (0 refuses nothing, to draw the threshold curve)")
+    ev.add_argument("--retrieval-only", action="store_true",
+                    help="no model: where retrieval puts a gold answer, for every answerable question")
 
     serve = sub.add_parser("serve", parents=[servers], help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -106,6 +115,8 @@ def _print_answer(answer, streamed: str | None = None) -> None:  # type: ignore[
         print(f"\n\nAfter checking the citations:\n{answer.text}")
     else:
         print()
+    if not answer.answered and answer.refused_by:
+        print(f"(refused by the {answer.refused_by} check: {answer.reason})")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
@@ -137,14 +148,51 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .checks import check_names
+
+    try:
+        without = check_names([n for item in args.without for n in item.split(",")])
+    except ValueError as exc:
+        raise QAError(str(exc)) from exc
+    if args.judge_threshold is not None and not 0.0 <= args.judge_threshold <= 1.0:
+        raise QAError(f"--judge-threshold must be between 0 and 1, not {args.judge_threshold}.")
+    if args.articles is None:
+        return _eval_on(args, None, without)
+    if not args.articles.is_dir():
+        raise QAError(f"No folder of articles at {args.articles}.")
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
+        return _eval_on(args, Path(tmp), without)
+
+
+def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset[str]) -> int:
     import dataclasses
 
-    from .api import build_llm, get_pipeline
-    from .config import PRESETS
-    from .evaluate import Record, format_table, load_questions, records_json, run_question, summarise
+    from .api import build_llm, build_pipeline, get_pipeline
+    from .config import PRESETS, Settings
+    from .evaluate import (
+        Record,
+        check_table,
+        format_table,
+        judge_curve,
+        load_questions,
+        records_json,
+        run_question,
+        summarise,
+    )
+    from .ingest import ingest
 
     questions = load_questions(args.file)[: args.limit or None]
-    base = get_pipeline()
+    if data_dir is None:
+        base = get_pipeline()
+    else:  # a temporary index of the folder: never the user's index, nor a Chroma server
+        base = build_pipeline(Settings(data_dir=data_dir, chroma_url=None))
+        ingested = ingest(args.articles, base.store, base.embedder, data_dir, base.settings.chunking,
+                          progress=_progress_bar("Embedding"))
+        print(ingested.summary(), file=sys.stderr, flush=True)
+    if args.retrieval_only:
+        return _eval_retrieval(args, base, questions)
     presets = list(dict.fromkeys([args.preset, *args.compare]))
     results: dict[str, dict[str, Any]] = {}
     records: dict[str, list[dict[str, Any]]] = {}
@@ -155,11 +203,15 @@ def _eval(args: argparse.Namespace) -> int:
              "median_passage_chars": int(statistics.median(len(p.text) for p in stored)) if stored else 0}
     print(f"Index: {index['passages']} passages of {index['articles']} articles (median "
           f"{index['median_passage_chars']} characters) in {index['data_dir']}", file=sys.stderr, flush=True)
+    curves: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
 
     def write() -> None:
         if args.json:
             args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
-                                             "index": index, "metrics": results, "records": records},
+                                             "articles": str(args.articles or ""), "without": sorted(without),
+                                             "index": index, "metrics": results, "judge_curve": curves,
+                                             "check_table": tables, "records": records},
                                             ensure_ascii=False, indent=2))
 
     def report() -> None:
@@ -172,32 +224,66 @@ def _eval(args: argparse.Namespace) -> int:
         for other in presets[1:]:
             print(f"median latency {presets[0]} / {other}: "
                   f"{results[presets[0]].get('latency_ratio_vs_' + other)}", flush=True)
+        for preset, by in ((p, results[p].get("refused_by")) for p in presets):
+            if by and (by["answerable"] or by["unanswerable"]):
+                print(f"{preset}: refused, by check: unanswerable {by['unanswerable']}; "
+                      f"answerable {by['answerable']}", flush=True)
         write()
 
     # The presets take turns question by question (each going first in turn), so a change in the
     # machine's load over a long run weighs on all alike. Each preset has its own in-process
     # model, so each keeps its own prompt prefix in llama.cpp's cache, as it would running alone.
+    # Every check runs on every answer (audit), so the records show what each one refuses alone.
     pipelines = {}
     for n, preset in enumerate(presets):
-        settings = dataclasses.replace(base.settings, **PRESETS[preset])
+        changes: dict[str, Any] = {**PRESETS[preset], "audit": True}
+        changes["without"] = frozenset(changes.get("without", frozenset())) | without
+        if args.judge_threshold is not None:
+            changes["judge_threshold"] = args.judge_threshold
+        settings = dataclasses.replace(base.settings, **changes)
         llm = base.llm if n == 0 or settings.llm_url else build_llm(settings)
         pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)
     run_records: dict[str, list[Record]] = {preset: [] for preset in presets}
+    thresholds = [round(0.05 * i, 2) for i in range(21)]
     for i, question in enumerate(questions, 1):
         shift = (i - 1) % len(presets)
         for preset in presets[shift:] + presets[:shift]:
             record = run_question(pipelines[preset], question)
             run_records[preset].append(record)
             mark = "ok " if record.correct else "BAD"
-            print(f"[{preset} {i}/{len(questions)}] {mark} {record.id} {record.latency_s:5.1f}s "
+            refused = f" [{record.refused_by}]" if record.refused_by else ""
+            print(f"[{preset} {i}/{len(questions)}] {mark} {record.id} {record.latency_s:5.1f}s{refused} "
                   f"{record.text[:90]!r}", file=sys.stderr, flush=True)
         if i % 10 == 0 or i == len(questions):  # a long run keeps what it has measured
             for preset in presets:
                 results[preset] = summarise(run_records[preset], pipelines[preset].settings.top_k)
                 records[preset] = records_json(run_records[preset])
+                if pipelines[preset].settings.check:
+                    curves[preset] = judge_curve(run_records[preset], thresholds)
+                    tables[preset] = check_table(run_records[preset])
             if i < len(questions):
                 write()
     report()
+    return 0
+
+
+def _eval_retrieval(args: argparse.Namespace, pipeline: Any, questions: Sequence[Any]) -> int:
+    """Where retrieval puts a gold answer, for every answerable question (no model is loaded)."""
+    from .evaluate import RetrievalRecord, answer_rank, retrieval_figures
+    from .pipeline import normalise_history
+
+    rows = []
+    for q in questions:
+        if not q.answerable:
+            continue
+        passages = pipeline.retrieve(q.question, normalise_history(q.history))
+        article = next((n for n, p in enumerate(passages, 1) if p.source in q.articles), 0)
+        rows.append(RetrievalRecord(q.id, answer_rank(q, passages), article))
+    figures = retrieval_figures(rows, pipeline.settings.top_k, pipeline.settings.narrow_k)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps({"file": str(args.file), "articles": str(args.articles or ""),
+                                         "retrieval": figures, "records": [vars(r) for r in rows]}, indent=2))
     return 0
 
 

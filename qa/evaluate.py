@@ -2,7 +2,7 @@
 
 A question set is JSON lines::
 
-    {"id": "q1", "question": "...", "answers": [["88.4"], ["second-highest", "second highest"]],
+    {"id": "q1", "question": "...", "answers": [["12.5"], ["second-longest", "second longest"]],
      "articles": ["002_91029d526ce3fca8.txt"], "history": [...optional earlier turns]}
 
 An answer is correct when, after normalising case, white space, apostrophes
@@ -19,7 +19,13 @@ Metrics (answerable questions unless said otherwise):
   ``"free_text": true``, that come from a gold article);
 - citation coverage: share of correct answers with at least one such citation;
 - refusal rate (unanswerable questions) and false-refusal rate (answerable);
-- median and 90th percentile of latency and of time to first token.
+- median and 90th percentile of latency and of time to first token;
+- which check refused how many answerable and unanswerable questions (``refused_by``).
+
+With the checks audited (``Settings.audit``), a record holds every check's verdict on the answer
+and the support judge's score, so :func:`judge_curve` can show what any threshold would do, and
+:func:`check_table` what each check alone refuses. :func:`retrieval_figures` needs no model: is a
+gold answer inside the passages given to the model, and at which rank.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +43,7 @@ from typing import Any
 from .answer import Answer
 from .errors import QAError
 from .pipeline import Pipeline
+from .store import Passage
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
 def normalise(text: str) -> str:
     """Lower case, one space, plain apostrophes, no thousands separators.
 
-    >>> normalise("About 6,483,893  Bolivians’ VOTES")
-    "about 6483893 bolivians' votes"
+    >>> normalise("About 1,204,310  Rowers’ VOTES")
+    "about 1204310 rowers' votes"
     """
     text = text.lower().replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     text = re.sub(r"(?<=\d)[,\u00a0\u202f ](?=\d{3}\b)", "", text)
@@ -86,10 +94,10 @@ def normalise(text: str) -> str:
 def is_correct(question: EvalQuestion, answered: bool, text: str) -> bool:
     """Apply the scoring rule.
 
-    >>> q = EvalQuestion("1", "?", [["88.4"], ["second-highest", "second highest"]], ["a"])
-    >>> is_correct(q, True, "Turnout was 88.4%, the second highest [1].")
+    >>> q = EvalQuestion("1", "?", [["12.5"], ["second-longest", "second longest"]], ["a"])
+    >>> is_correct(q, True, "The bridge is 12.5 km, the second longest [1].")
     True
-    >>> is_correct(q, True, "Turnout was 88.4% [1]."), is_correct(q, False, "88.4 second highest")
+    >>> is_correct(q, True, "The bridge is 12.5 km [1]."), is_correct(q, False, "12.5 second longest")
     (False, False)
     >>> is_correct(EvalQuestion("2", "?", [], []), False, "I could not find it.")
     True
@@ -130,6 +138,18 @@ class Record:
     latency_s: float
     first_token_s: float
     error: str = ""
+    refused_by: str = ""
+    reason: str = ""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    draft: str = ""  # the text the checks refused
+    draft_correct: bool = False  # would the refused text have been scored correct?
+    right_article: bool = False  # answered, citing a passage of a gold article
+    readings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def judge_score(self) -> float | None:
+        return next((c.get("score") for c in self.checks if c.get("check") == "judge"), None)
 
 
 def run_question(pipeline: Pipeline, question: EvalQuestion) -> Record:
@@ -139,6 +159,7 @@ def run_question(pipeline: Pipeline, question: EvalQuestion) -> Record:
     except QAError as exc:
         answer, error = Answer(str(exc), False), str(exc)
     hit = any(p.source in question.articles for p in answer.passages)
+    draft_correct = bool(answer.draft) and question.answerable and is_correct(question, True, answer.draft)
     return Record(
         id=question.id, kind=question.kind, question=question.question, answerable=question.answerable,
         answered=answer.answered, correct=is_correct(question, answer.answered, answer.text), hit=hit,
@@ -146,7 +167,10 @@ def run_question(pipeline: Pipeline, question: EvalQuestion) -> Record:
                                      for c in answer.citations],
         precise=precise_citations(question, answer) if question.answerable else [False] * len(answer.citations),
         latency_s=answer.timings.get("total_s", 0.0), first_token_s=answer.timings.get("first_token_s", 0.0),
-        error=error)
+        error=error, refused_by=answer.refused_by, reason=answer.reason,
+        checks=[v.to_dict() for v in answer.checks], draft=answer.draft, draft_correct=draft_correct,
+        right_article=answer.answered and any(c.source in question.articles for c in answer.citations),
+        readings=int(answer.timings.get("readings", 0)), timings=dict(answer.timings))
 
 
 def _share(numerator: int, denominator: int) -> float | None:
@@ -176,6 +200,7 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
         "overall_accuracy": _share(sum(r.correct for r in records), len(records)),
         "citation_precision": _share(sum(cited), len(cited)),
         "citation_coverage": _share(sum(any(r.precise) for r in correct), len(correct)),
+        "right_article": _share(sum(r.right_article for r in answerable), len(answerable)),
         "refusal_rate": _share(sum(not r.answered for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": _share(sum(not r.answered for r in answerable), len(answerable)),
         "latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
@@ -183,11 +208,15 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
         "first_token_median_s": round(statistics.median(firsts), 3) if firsts else None,
         "first_token_p90_s": _percentile(firsts, 0.9),
         "errors": sum(bool(r.error) for r in records),
+        "refused_by": {
+            "answerable": dict(Counter(r.refused_by for r in answerable if not r.answered and r.refused_by)),
+            "unanswerable": dict(Counter(r.refused_by for r in unanswerable if not r.answered and r.refused_by))},
     }
 
 
 METRIC_LABELS = [
     ("hit_rate", "retrieval hit rate at k"), ("accuracy", "answer accuracy (answerable)"),
+    ("right_article", "right article cited (answerable)"),
     ("citation_precision", "citation precision"), ("citation_coverage", "citation coverage"),
     ("refusal_rate", "refusal rate (unanswerable)"), ("false_refusal_rate", "false-refusal rate (answerable)"),
     ("latency_median_s", "latency median (s)"), ("latency_p90_s", "latency p90 (s)"),
@@ -199,7 +228,7 @@ def format_table(runs: dict[str, dict[str, Any]]) -> str:
     """A plain-text table, one column per run.
 
     >>> print(format_table({"x": {"accuracy": 0.5}}).splitlines()[2])
-    answer accuracy (answerable)            0.500
+    answer accuracy (answerable)             0.500
     """
     names = list(runs)
     width = max(len(label) for _, label in METRIC_LABELS) + 2
@@ -216,3 +245,109 @@ def format_table(runs: dict[str, dict[str, Any]]) -> str:
 
 def records_json(records: Sequence[Record]) -> list[dict[str, Any]]:
     return [asdict(r) for r in records]
+
+
+def refused_at(record: Record, threshold: float) -> bool:
+    """Would this answer be refused with the support judge at ``threshold``? (An audited record.)
+
+    Refused by another check, or by the model, stays refused; an answer the judge scored below the
+    threshold is refused, and one it refused at a higher threshold is answered with its draft.
+    """
+    others = [c for c in record.checks if c.get("check") != "judge"]
+    if not record.answered and record.refused_by != "judge":
+        return True
+    if any(not c.get("passed") for c in others):
+        return True
+    score = record.judge_score
+    return score is not None and score < threshold
+
+
+def judge_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[dict[str, float | None]]:
+    """For each threshold: accuracy, refusal and false-refusal rates had the judge used it.
+
+    Exact for a run whose judge refuses nothing (threshold 0): a judge's refusal is final, so the
+    answers it would refuse are the same answers. An answer the judge refused in the run counts as
+    its draft when a lower threshold would pass it.
+
+    >>> ok = Record("1", "single", "?", True, True, True, True, "A [1].", [], [True], 1.0, 0.5,
+    ...             checks=[{"check": "judge", "passed": True, "score": 0.9}])
+    >>> bad = Record("2", "unanswerable", "?", False, True, False, True, "B [1].", [], [False], 1.0, 0.5,
+    ...              checks=[{"check": "judge", "passed": True, "score": 0.2}])
+    >>> [(c["threshold"], c["refusal_rate"], c["false_refusal_rate"]) for c in judge_curve([ok, bad], [0.0, 0.5])]
+    [(0.0, 0.0, 0.0), (0.5, 1.0, 0.0)]
+    """
+    answerable = [r for r in records if r.answerable]
+    unanswerable = [r for r in records if not r.answerable]
+    out: list[dict[str, float | None]] = []
+    for t in thresholds:
+        kept = [r for r in answerable if not refused_at(r, t)]
+        correct = sum(r.correct if r.answered else r.draft_correct for r in kept)
+        out.append({"threshold": t, "accuracy": _share(correct, len(answerable)),
+                    "refusal_rate": _share(sum(refused_at(r, t) for r in unanswerable), len(unanswerable)),
+                    "false_refusal_rate": _share(len(answerable) - len(kept), len(answerable))})
+    return out
+
+
+def check_table(records: Sequence[Record]) -> dict[str, dict[str, int]]:
+    """For each check, what it alone refuses (no other check, nor the model, refused the same answer).
+
+    ``unanswerable``: right refusals only it makes; ``answerable``: false refusals only it makes, of
+    which ``would_be_correct`` had the answer right. Read from audited records.
+    """
+    table: dict[str, dict[str, int]] = {}
+    for r in records:
+        if r.answered or r.refused_by in ("model", "retrieval", "numbers", "citations", "guard", ""):
+            failing = [r.refused_by] if not r.answered and r.refused_by else []
+        else:
+            failing = [str(c.get("check")) for c in r.checks if not c.get("passed")]
+        for name in failing:
+            table.setdefault(name, {"unanswerable": 0, "answerable": 0, "would_be_correct": 0,
+                                    "alone_unanswerable": 0, "alone_answerable": 0})
+            row = table[name]
+            row["answerable" if r.answerable else "unanswerable"] += 1
+            if len(failing) == 1:
+                row["alone_answerable" if r.answerable else "alone_unanswerable"] += 1
+                if r.answerable and r.draft_correct:
+                    row["would_be_correct"] += 1
+    return table
+
+
+@dataclass
+class RetrievalRecord:
+    """Where retrieval put a gold answer for one question: the rank of the first passage that, with
+    those before it, holds an alternative of every answer group (0: not within k)."""
+
+    id: str
+    rank: int
+    article_rank: int  # rank of the first passage of a gold article (0: none)
+
+
+def answer_rank(question: EvalQuestion, passages: Sequence[Passage]) -> int:
+    """The smallest r such that the first r passages hold every answer group (0: none do).
+
+    >>> q = EvalQuestion("1", "?", [["1962"], ["ferry"]], ["a.txt"])
+    >>> ps = [Passage("x", "The bus began in 1962.", "a", "T", "a.txt", 0, 9),
+    ...       Passage("y", "The ferry too.", "a", "T", "a.txt", 9, 20)]
+    >>> answer_rank(q, ps), answer_rank(q, ps[:1])
+    (2, 0)
+    """
+    groups = [[normalise(alt) for alt in group] for group in question.answers]
+    found: set[int] = set()
+    for rank, passage in enumerate(passages, 1):
+        text = normalise(passage.text)
+        found |= {i for i, group in enumerate(groups) if any(alt in text for alt in group)}
+        if len(found) == len(groups):
+            return rank
+    return 0
+
+
+def retrieval_figures(records: Sequence[RetrievalRecord], k: int, first: int) -> dict[str, Any]:
+    """Answer-in-passages at ``first`` (what the model reads first) and at ``k``, mean reciprocal rank,
+    and the ranks' histogram."""
+    n = len(records)
+    return {"questions": n, "k": k, "first": first,
+            f"answer_in_first_{first}": _share(sum(0 < r.rank <= first for r in records), n),
+            "answer_in_k": _share(sum(r.rank > 0 for r in records), n),
+            "article_in_k": _share(sum(r.article_rank > 0 for r in records), n),
+            "mrr": round(sum(1 / r.rank for r in records if r.rank) / n, 4) if n else None,
+            "ranks": dict(sorted(Counter(r.rank for r in records).items()))}
