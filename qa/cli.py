@@ -5,6 +5,8 @@
     qa ask "QUESTION"        answer from the articles, with sources
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
+    qa eval FILE             measure answer quality on a question set (--articles FOLDER: on any folder)
+    qa judge FILE            measure the support judge on hand-made cases
     qa bench                 measure speed: answers against raw llama.cpp, retrieval, ingest, start-up
 
 ``--chroma-url`` and ``--llm-url`` (or QA_CHROMA_URL and QA_LLM_URL) point
@@ -77,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="the support judge's threshold (0 refuses nothing, to draw the threshold curve)")
     ev.add_argument("--retrieval-only", action="store_true",
                     help="no model: where retrieval puts a gold answer, for every answerable question")
+
+    jd = sub.add_parser("judge", parents=[servers], help="measure the support judge on hand-made cases")
+    jd.add_argument("file", type=Path, help="judge cases, JSON lines (e.g. tests/data/judge-cases.jsonl)")
+    jd.add_argument("--threshold", type=float, help="the threshold to score at (default: the setting's)")
+    jd.add_argument("--json", type=Path, metavar="OUT", help="also write every case's score as JSON")
 
     serve = sub.add_parser("serve", parents=[servers], help="start the chat page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -287,6 +294,31 @@ def _eval_retrieval(args: argparse.Namespace, pipeline: Any, questions: Sequence
     return 0
 
 
+def _judge(args: argparse.Namespace) -> int:
+    from .api import build_checker, build_llm
+    from .config import Settings
+    from .judge import SupportJudge, load_cases, pass_rates
+
+    cases = load_cases(args.file)
+    settings = Settings()
+    judge = SupportJudge(build_checker(settings) or build_llm(settings))
+    threshold = settings.judge_threshold if args.threshold is None else args.threshold
+    scores = []
+    for c in cases:
+        score = judge.score(c.question, c.answer, c.quotes)
+        scores.append(score)
+        mark = "ok " if (score is None or score >= threshold) == c.supported else "BAD"
+        shown = "—" if score is None else f"{score:.3f}"
+        print(f"{mark} {c.kind:<10} {shown:>6}  {c.question}  →  {c.answer}", flush=True)
+    rates = pass_rates(cases, scores, threshold)
+    print(f"right at threshold {threshold:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"file": str(args.file), "threshold": threshold, "pass_rates": rates,
+                                         "cases": [{**vars(c), "score": s} for c, s in zip(cases, scores, strict=True)]},
+                                        ensure_ascii=False, indent=2))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         from .config import Settings
@@ -317,6 +349,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         return _eval(args)
+    if args.command == "judge":
+        return _judge(args)
     if args.command == "serve":
         from .web import serve
 

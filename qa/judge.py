@@ -22,8 +22,11 @@ prompt beyond the context) leaves the answer as the other checks passed it, and 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from .answer import Verdict
@@ -140,3 +143,47 @@ class SupportJudge:
                                        f"(support {score:.2f} < {threshold:.2f})", score)
             return Verdict("judge", True, "" if score is not None else "the judge could not score it", score)
         return Check("judge", run)
+
+
+@dataclass(frozen=True)
+class JudgeCase:
+    """A hand-made case for measuring the judge: should these quotes pass this answer to this question?"""
+
+    kind: str  # paraphrase (supported), or what is wrong: negation, relation, entity, time, place, unstated
+    question: str
+    answer: str
+    quotes: list[str]
+    supported: bool
+
+
+def load_cases(path: Path) -> list[JudgeCase]:
+    """Judge cases from JSON lines (``tests/data/judge-cases.jsonl``); raise naming a malformed line."""
+    if not path.is_file():
+        raise QAError(f"No judge cases at {path}. Name a JSON-lines file (see tests/data/judge-cases.jsonl).")
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                out.append(JudgeCase(str(row["kind"]), row["question"], row["answer"], list(row["quotes"]),
+                                     bool(row["supported"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise QAError(f"{path}, line {number}: not a judge case ({exc}). Each line needs kind, question, "
+                              "answer, quotes and supported.") from exc
+    return out
+
+
+def pass_rates(cases: Sequence[JudgeCase], scores: Sequence[float | None], threshold: float) -> dict[str, float]:
+    """The share of cases of each kind the judge gets right at ``threshold`` (and ``all``).
+
+    >>> c = [JudgeCase("negation", "?", "A", ["B"], False), JudgeCase("paraphrase", "?", "A", ["A"], True)]
+    >>> pass_rates(c, [0.2, 0.4], 0.5), pass_rates(c, [0.2, 0.4], 0.3)
+    ({'negation': 1.0, 'paraphrase': 0.0, 'all': 0.5}, {'negation': 1.0, 'paraphrase': 1.0, 'all': 1.0})
+    """
+    right: dict[str, list[bool]] = {}
+    for c, score in zip(cases, scores, strict=True):
+        passes = score is None or score >= threshold
+        right.setdefault(c.kind, []).append(passes == c.supported)
+    rates = {kind: round(sum(r) / len(r), 3) for kind, r in right.items()}
+    every = [x for r in right.values() for x in r]
+    return {**rates, "all": round(sum(every) / len(every), 3) if every else 0.0}
