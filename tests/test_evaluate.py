@@ -11,7 +11,16 @@ import pytest
 
 from qa.answer import Answer, Citation
 from qa.errors import QAError
-from qa.evaluate import EvalQuestion, Record, is_correct, load_questions, precise_citations, summarise
+from qa.evaluate import (
+    EvalQuestion,
+    Record,
+    check_table,
+    is_correct,
+    judge_curve,
+    load_questions,
+    precise_citations,
+    summarise,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALSET = ROOT / "qa" / "evalsets" / "bolivia.jsonl"
@@ -114,3 +123,84 @@ def test_qa_eval_runs_the_real_pipeline_on_a_subset(seeded_copy: Path, smollm_pa
     assert report["index"]["passages"] == 89 and report["index"]["articles"] == 5
     assert 400 < report["index"]["median_passage_chars"] <= 700
     assert "Index: 89 passages of 5 articles" in result.stderr
+
+
+@pytest.mark.slow
+def test_qa_eval_measures_any_folder_with_a_check_switched_off(smollm_path: Path, tmp_path: Path) -> None:
+    """--articles ingests into a temporary index; --without switches a check off; every verdict is recorded."""
+    import os
+
+    out, data = tmp_path / "report.json", tmp_path / "never-used"
+    env = {**os.environ, "QA_DATA_DIR": str(data), "QA_MODEL": str(smollm_path)}
+    result = subprocess.run([sys.executable, "-m", "qa", "eval", str(EVALSET), "--limit", "3", "--articles",
+                             str(ROOT / "seeds"), "--without", "numbers", "--judge-threshold", "0", "--json", str(out)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "5 articles: 89 passages added" in result.stderr and "Index: 89 passages of 5 articles" in result.stderr
+    assert not data.exists(), "the user's index is never touched"
+    report = json.loads(out.read_text())
+    assert report["without"] == ["numbers"] and report["articles"] == str(ROOT / "seeds")
+    records = report["records"]["default"]
+    assert len(records) == 3 and all("refused_by" in r and "checks" in r for r in records)
+    assert not any(c["check"] == "numbers" for r in records for c in r["checks"])
+    assert [c["threshold"] for c in report["judge_curve"]["default"]][:3] == [0.0, 0.05, 0.1]
+    assert "right_article" in report["metrics"]["default"]
+
+
+@pytest.mark.slow
+def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "retrieval.json"
+    env = {**os.environ, "QA_MODEL": str(tmp_path / "no-such-model.gguf")}
+    result = subprocess.run([sys.executable, "-m", "qa", "eval", str(EVALSET), "--limit", "12", "--articles",
+                             str(ROOT / "seeds"), "--retrieval-only", "--json", str(out)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())["retrieval"]
+    answerable = sum(1 for q in load_questions(EVALSET)[:12] if q.answerable)
+    assert figures["questions"] == answerable and figures["k"] == 6 and figures["first"] == 2
+    assert 0.5 <= figures["answer_in_k"] <= 1.0 and figures["answer_in_first_2"] <= figures["answer_in_k"]
+    assert sum(figures["ranks"].values()) == answerable
+
+
+def test_qa_eval_refuses_an_unknown_check_or_threshold(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import main
+
+    assert main(["eval", str(EVALSET), "--without", "speed"]) == 2
+    assert "No check is called 'speed'" in capsys.readouterr().err
+    assert main(["eval", str(EVALSET), "--judge-threshold", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["eval", str(EVALSET), "--articles", "/no/such/folder"]) == 2
+    assert "No folder of articles" in capsys.readouterr().err
+
+
+def _audited(answerable: bool, answered: bool, correct: bool, score: float | None, refused_by: str = "",
+            fails: tuple[str, ...] = (), draft_correct: bool = False) -> Record:
+    checks = [{"check": f, "passed": False, "score": None} for f in fails]
+    if score is not None:
+        checks.append({"check": "judge", "passed": refused_by != "judge", "score": score})
+    return Record("x", "", "?", answerable, answered, correct, True, "A [1]." if answered else "", [], [], 1.0, 0.5,
+                  refused_by=refused_by, checks=checks, draft_correct=draft_correct)
+
+
+def test_the_judge_curve_reads_every_threshold_from_one_run() -> None:
+    records = [_audited(True, True, True, 0.9), _audited(True, True, False, 0.3),
+               _audited(True, False, False, 0.2, "judge", draft_correct=True),  # refused in the run at 0.5
+               _audited(False, True, False, 0.4), _audited(False, False, True, None, "model"),
+               _audited(True, False, False, 0.8, "kind", fails=("kind",))]
+    curve = {c["threshold"]: c for c in judge_curve(records, [0.0, 0.25, 0.5, 0.95])}
+    assert curve[0.0] == {"threshold": 0.0, "accuracy": 0.5, "refusal_rate": 0.5, "false_refusal_rate": 0.25}
+    assert curve[0.25]["accuracy"] == 0.25 and curve[0.25]["false_refusal_rate"] == 0.5, "the draft refused at 0.2"
+    assert curve[0.5]["refusal_rate"] == 1.0 and curve[0.5]["false_refusal_rate"] == 0.75
+    assert curve[0.95]["false_refusal_rate"] == 1.0 and curve[0.95]["accuracy"] == 0.0
+
+
+def test_the_check_table_counts_what_each_check_refuses_alone() -> None:
+    records = [_audited(True, False, False, 0.9, "kind", fails=("kind",), draft_correct=True),
+               _audited(False, False, True, 0.1, "kind", fails=("kind", "judge")),
+               _audited(False, False, True, None, "model")]
+    table = check_table(records)
+    assert table["kind"] == {"unanswerable": 1, "answerable": 1, "would_be_correct": 1, "alone_unanswerable": 0,
+                             "alone_answerable": 1}
+    assert table["model"]["alone_unanswerable"] == 1
