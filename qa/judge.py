@@ -67,17 +67,19 @@ EXAMPLES: list[tuple[str, str, str, str]] = [
 
 
 def case(question: str, answer: str, quotes: Iterable[str], earlier: str = "") -> str:
-    """One case for the judge, as the user's turn.
+    """One case for the judge, as the user's turn: the question first, then the answer, then the quotes.
 
     >>> print(case("Where does the club meet?", "In the library [1].", ["The club meets in the library."]))
-    Sentences: The club meets in the library.
     Question: Where does the club meet?
-    Answer: In the library.
+    Proposed answer: In the library.
+    Sentences: The club meets in the library.
+    Do the sentences state the proposed answer to this exact question?
     """
     text = " ".join(passage_line(q) for q in quotes)
     context = f"Earlier question: {passage_line(earlier)}\n" if earlier.strip() else ""
-    return (f"Sentences: {text}\n{context}Question: {defuse(' '.join(question.split()))}\n"
-            f"Answer: {passage_line(strip_markers(answer))}")
+    return (f"{context}Question: {defuse(' '.join(question.split()))}\n"
+            f"Proposed answer: {passage_line(strip_markers(answer))}\nSentences: {text}\n"
+            "Do the sentences state the proposed answer to this exact question?")
 
 
 def judge_messages(question: str, answer: str, quotes: Iterable[str], earlier: str = "") -> list[Message]:
