@@ -7,15 +7,24 @@ files may open with a front matter block naming the article::
     title: Ferry line to reopen after winter repairs
     outlet: Harbour Gazette
     author: Jane Doe
+    date: 14 March 2024
     ---
     First paragraph ...
 
 Without front matter the title is the first short line, unless that line looks
 like a photo caption or image file name, in which case the file name is used.
-HTML pages give their ``<title>``/``<h1>`` and ``og:site_name``/``author`` meta
-tags, and only their visible text (no scripts, styles, navigation, forms, comments,
-or elements marked ``hidden`` or ``display: none``). HTML comments are dropped from
-text and Markdown files too: nobody reading the article sees them.
+A date is kept as ``YYYY-MM-DD`` when it is written in a usual way (2024-03-14,
+14 March 2024, March 14, 2024), and left empty otherwise.
+
+A web page is read with trafilatura, after removing what no reader sees (scripts,
+styles, comments, and elements marked ``hidden``, ``aria-hidden`` or ``display:
+none``): it keeps the story and leaves out the navigation, cookie banners, share
+buttons, related stories and readers' comments around it. Its title, site name,
+author and date come from the page's own metadata (OpenGraph and other meta tags,
+JSON-LD, the byline); the date is the publication date that htmldate finds in that
+markup: not a date the story mentions in words, not the copyright year, not today's.
+HTML comments are dropped from text and Markdown files too: nobody reading the
+article sees them.
 PDF files give the text of their pages (pypdf), with lines joined back into
 paragraphs, and their Title/Author metadata; a PDF with no text layer (a scan)
 is skipped with that reason.
@@ -33,14 +42,16 @@ is read.
 
 from __future__ import annotations
 
+import calendar
 import errno
 import hashlib
 import io
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -173,109 +184,102 @@ def split_title(body: str, fallback: str) -> tuple[str, str]:
     return fallback, body
 
 
+# --- dates -------------------------------------------------------------------------------
+
+_MONTHS = {name.lower(): n for n in range(1, 13)
+           for name in (calendar.month_name[n], calendar.month_abbr[n])} | {"sept": 9}
+_ISO_DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[t ].*)?")
+_DAY_MONTH_YEAR = re.compile(r"(?:[a-z]+,? )?(\d{1,2})(?:st|nd|rd|th)? ([a-z]+)\.?,? (\d{4})")
+_MONTH_DAY_YEAR = re.compile(r"(?:[a-z]+,? )?([a-z]+)\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})")
+
+
+def iso_date(text: str) -> str:
+    """A date written in one of the usual ways, as ``YYYY-MM-DD``; ``""`` for anything else.
+
+    >>> iso_date("2024-03-14"), iso_date("14 March 2024"), iso_date("March 14, 2024")
+    ('2024-03-14', '2024-03-14', '2024-03-14')
+    >>> iso_date("2023-11-02T08:30:00+01:00"), iso_date("Thursday, 2nd Nov. 2023"), iso_date("nov 2 2023")
+    ('2023-11-02', '2023-11-02', '2023-11-02')
+    >>> iso_date("last Tuesday"), iso_date("2024-02-30"), iso_date("14 March 24"), iso_date("03/14/2024")
+    ('', '', '', '')
+    """
+    text = " ".join(text.lower().split())
+    if found := _ISO_DATE.fullmatch(text):
+        year, month, day = (int(part) for part in found.groups())
+    elif found := _DAY_MONTH_YEAR.fullmatch(text):
+        day, month, year = int(found[1]), _MONTHS.get(found[2], 0), int(found[3])
+    elif found := _MONTH_DAY_YEAR.fullmatch(text):
+        month, day, year = _MONTHS.get(found[1], 0), int(found[2]), int(found[3])
+    else:
+        return ""
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:  # no such day, or no such month
+        return ""
+
+
 # --- HTML ------------------------------------------------------------------------------
 
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+# htmldate without its free-text search: the page's own date, from its meta tags, JSON-LD, <time> elements,
+# byline or canonical URL (or, last, a full YYYY-MM-DD written on the page), never a date the story mentions
+# in words, the copyright year or today's date; the first publication, not the last update.
+_DATE_SEARCH = {"extensive_search": False, "original_date": True}
 
 
-def _is_hidden(attrs: list[tuple[str, str | None]]) -> bool:
-    """Does an element's attributes keep it from being shown?
+def _is_hidden(attrs: Mapping[str, str]) -> bool:
+    """Do an element's attributes keep it from being shown?
 
-    >>> _is_hidden([("style", "color: red; display:none")]), _is_hidden([("hidden", None)])
+    >>> _is_hidden({"style": "color: red; display:none"}), _is_hidden({"hidden": ""})
     (True, True)
-    >>> _is_hidden([("class", "hidden-xs")])
+    >>> _is_hidden({"class": "hidden-xs"})
     False
     """
-    named = dict(attrs)
-    return ("hidden" in named or (named.get("aria-hidden") or "").lower() == "true"
-            or bool(_HIDDEN_STYLE.search(named.get("style") or "")))
+    return ("hidden" in attrs or (attrs.get("aria-hidden") or "").lower() == "true"
+            or bool(_HIDDEN_STYLE.search(attrs.get("style") or "")))
 
 
-class _HTMLText(HTMLParser):
-    """Collect the visible text of an HTML page, block by block."""
-
-    SKIP = {"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
-            "button", "svg", "iframe", "select", "figcaption", "figure"}
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-    BLOCK = {"p", "div", "section", "article", "main", "li", "ul", "ol", "br", "h1", "h2", "h3", "h4",
-             "h5", "h6", "blockquote", "pre", "tr", "table", "dd", "dt"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[str] = []
-        self._current: list[str] = []
-        self._skip_depth = 0
-        self._hidden: list[list[Any]] = []  # [tag, depth] of the hidden elements we are inside
-        self._in_title = False
-        self._in_h1 = False
-        self.title = ""
-        self.h1 = ""
-        self.meta: dict[str, str] = {}
-
-    def _flush(self) -> None:
-        text = " ".join("".join(self._current).split())
-        if text:
-            self.blocks.append(text)
-        self._current = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "meta":
-            named = dict(attrs)
-            key = (named.get("property") or named.get("name") or "").lower()
-            if key and named.get("content"):
-                self.meta[key] = named["content"] or ""
-            return
-        if self._hidden and tag == self._hidden[-1][0]:
-            self._hidden[-1][1] += 1
-        elif tag not in self.VOID and _is_hidden(attrs):
-            self._hidden.append([tag, 1])
-        if tag in self.SKIP:
-            self._skip_depth += 1
-        elif tag == "title":
-            self._in_title = True
-        elif tag in self.BLOCK:
-            self._flush()
-            self._in_h1 = tag == "h1" and not self.h1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._hidden and tag == self._hidden[-1][0]:
-            self._hidden[-1][1] -= 1
-            if not self._hidden[-1][1]:
-                self._hidden.pop()
-        if tag in self.SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag == "title":
-            self._in_title = False
-        elif tag in self.BLOCK:
-            if self._in_h1 and tag == "h1":
-                self.h1 = " ".join("".join(self._current).split())
-                self._current = []
-                self._in_h1 = False
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        elif not self._skip_depth and not self._hidden:
-            self._current.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
+def _unseen(element: Any) -> bool:
+    """Is this element of a parsed page something no reader sees (or a copyright year, which is no date)?"""
+    if not isinstance(element.tag, str):  # an HTML comment or a processing instruction
+        return True
+    if element.tag == "script":  # JSON-LD stays: it names the page's title, author, site and date
+        return (element.get("type") or "").strip().lower() != "application/ld+json"
+    return (element.tag in ("style", "noscript", "template") or _is_hidden(element.attrib)
+            or (element.get("itemprop") or "").lower() == "copyrightyear")
 
 
 def html_to_article_parts(raw: str) -> tuple[dict[str, str], str]:
-    """Return (metadata, body text) of an HTML page."""
-    parser = _HTMLText()
-    parser.feed(raw)
-    parser.close()
-    meta = {
-        "title": parser.meta.get("og:title") or parser.h1 or " ".join(parser.title.split()),
-        "outlet": parser.meta.get("og:site_name", ""),
-        "author": parser.meta.get("author") or parser.meta.get("article:author", ""),
-        "date": (parser.meta.get("article:published_time") or "")[:10],
-    }
-    return {k: v for k, v in meta.items() if v}, "\n\n".join(parser.blocks)
+    """Return (metadata, body text) of an HTML page: the title, site, author and date, and the main text.
+
+    What no reader sees is removed first; trafilatura then finds the article among the page's
+    navigation, banners, share buttons, related stories and comments. Its paragraphs (one a line)
+    are joined by blank lines; a line with no letter or digit (a table's rule) is left out.
+    """
+    import trafilatura
+    from lxml import etree
+    from lxml import html as lxml_html
+    from trafilatura.settings import Document
+
+    try:
+        root = lxml_html.document_fromstring(raw.lstrip("\ufeff").encode(),
+                                             parser=lxml_html.HTMLParser(encoding="utf-8"))
+    except (etree.ParserError, ValueError):  # an empty page
+        return {}, ""
+    for element in [e for e in root.iter() if _unseen(e)]:
+        if element.getparent() is not None:
+            element.drop_tree()  # its tail, the text after it, stays
+    # Precision over recall: clutter kept in an article can be retrieved and cited, and on a short page the
+    # balanced mode falls back to a cruder extractor that keeps the menu. No deduplication: trafilatura's cache
+    # of seen paragraphs is process-wide, so a page read a third time in one process would lose text.
+    page = trafilatura.bare_extraction(root, with_metadata=True, include_comments=False, favor_precision=True,
+                                       include_tables=True, deduplicate=False,
+                                       date_extraction_params=dict(_DATE_SEARCH))
+    if not isinstance(page, Document):
+        return {}, ""
+    meta = {"title": page.title, "outlet": page.sitename, "author": page.author, "date": page.date}
+    body = "\n\n".join(line for line in (page.text or "").splitlines() if re.search(r"\w", line))
+    return {key: value for key, value in meta.items() if value}, body
 
 
 # --- text files --------------------------------------------------------------------
@@ -300,7 +304,7 @@ def parse_article(raw: str, source: str, suffix: str) -> Article:
         if first.strip() == title:
             body = rest
     return Article(source=source, title=title, text=body.strip(), outlet=meta.get("outlet", ""),
-                   author=meta.get("author", ""), date=meta.get("date", ""))
+                   author=meta.get("author", ""), date=iso_date(meta.get("date", "")))
 
 
 # --- PDF -------------------------------------------------------------------------------

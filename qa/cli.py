@@ -344,8 +344,8 @@ def _run(args: argparse.Namespace) -> int:
         if not rows:
             print("The index is empty. Add articles with `qa ingest FOLDER`.")
         for row in rows:
-            outlet = f" — {row['outlet']}" if row["outlet"] else ""
-            print(f"{row['source']}: {row['title']}{outlet} ({row['passages']} passages)")
+            about = " · ".join(str(row[key]) for key in ("outlet", "author", "date") if row[key])
+            print(f"{row['source']}: {row['title']}{f' — {about}' if about else ''} ({row['passages']} passages)")
         return 0
     if args.command == "eval":
         return _eval(args)

@@ -63,7 +63,7 @@ def article_passages(article: Article, chunking: Chunking = DEFAULT_CHUNKING) ->
         seen.add(pid)
         out.append(Passage(id=pid, text=text, article_id=article.id, title=article.title,
                            source=article.source, start=start, end=end, outlet=article.outlet,
-                           author=article.author))
+                           author=article.author, date=article.date))
     return out
 
 

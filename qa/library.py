@@ -142,7 +142,7 @@ class Library:
         return self.data_dir / "uploads"
 
     def articles(self) -> list[dict[str, Any]]:
-        """One row per indexed article: id, title, outlet, source, passages (cached while unchanged)."""
+        """One row per indexed article, as :meth:`ChromaStore.articles` gives it (cached while unchanged)."""
         count = self.store.count()
         with self._lock:
             if self._rows is None or count != self._rows_count:

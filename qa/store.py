@@ -1,8 +1,11 @@
 """The passage store: Chroma, embedded by default.
 
 Each passage is one Chroma record: its id is a content hash, its document is
-the passage text, and its metadata holds the article id, title, outlet,
-source file and the passage's character offsets into the article. We always
+the passage text, and its metadata holds the article id, title, outlet, author,
+date, source file and the passage's character offsets into the article. The
+date is ``YYYY-MM-DD`` in ``date`` (empty when the article has none) and, for
+filters that compare (``{"date_int": {"$gte": 20240101}}``), the number
+``YYYYMMDD`` in ``date_int``, left out when there is no date. We always
 hand Chroma our own vectors (cosine space); its built-in embedding function,
 which would download a model, is never used.
 
@@ -58,17 +61,28 @@ class Passage:
     end: int
     outlet: str = ""
     author: str = ""
+    date: str = ""  # the article's date, YYYY-MM-DD, or ""
     score: float = 0.0  # similarity to the query, higher is better
 
     def metadata(self) -> dict[str, str | int]:
-        return {"article_id": self.article_id, "title": self.title, "source": self.source,
-                "start": self.start, "end": self.end, "outlet": self.outlet, "author": self.author}
+        """The Chroma metadata of this passage (Chroma holds no None: ``date_int`` only with a date).
+
+        >>> Passage("p", "Text.", "a.md", "T", "a.md", 0, 5, date="2024-03-14").metadata()["date_int"]
+        20240314
+        """
+        meta: dict[str, str | int] = {
+            "article_id": self.article_id, "title": self.title, "source": self.source, "start": self.start,
+            "end": self.end, "outlet": self.outlet, "author": self.author, "date": self.date}
+        if self.date:
+            meta["date_int"] = int(self.date.replace("-", ""))
+        return meta
 
     @classmethod
     def from_record(cls, pid: str, text: str, meta: dict[str, Any], score: float = 0.0) -> Passage:
         return cls(id=pid, text=text, article_id=str(meta["article_id"]), title=str(meta["title"]),
                    source=str(meta["source"]), start=int(meta["start"]), end=int(meta["end"]),
-                   outlet=str(meta.get("outlet") or ""), author=str(meta.get("author") or ""), score=score)
+                   outlet=str(meta.get("outlet") or ""), author=str(meta.get("author") or ""),
+                   date=str(meta.get("date") or ""), score=score)
 
 
 P = ParamSpec("P")
@@ -280,7 +294,7 @@ class ChromaStore:
 
     @_on_server
     def articles(self) -> list[dict[str, Any]]:
-        """One row per article: id, title, outlet, source and passage count."""
+        """One row per article: id, title, outlet, author, date (YYYY-MM-DD or ""), source and passage count."""
         rows: dict[str, dict[str, Any]] = {}
         total = self.count()
         for offset in range(0, total, 5000):
@@ -288,7 +302,8 @@ class ChromaStore:
             for meta in got["metadatas"]:
                 row = rows.setdefault(str(meta["article_id"]), {
                     "id": meta["article_id"], "title": meta["title"], "outlet": meta.get("outlet", ""),
-                    "source": meta["source"], "passages": 0})
+                    "author": meta.get("author", ""), "date": meta.get("date", ""), "source": meta["source"],
+                    "passages": 0})
                 row["passages"] += 1
         return sorted(rows.values(), key=lambda r: str(r["source"]))
 

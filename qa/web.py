@@ -307,8 +307,12 @@ def _count(n: int, noun: str) -> str:
 
 
 def _article_label(row: dict[str, Any]) -> str:
-    outlet = f" — {row['outlet']}" if row.get("outlet") else ""
-    return f"{row['title']}{outlet} · {_count(int(row['passages']), 'passage')}"
+    """
+    >>> _article_label({"title": "Ferry back", "outlet": "Gazette", "date": "2024-03-14", "passages": 2})
+    'Ferry back — Gazette, 2024-03-14 · 2 passages'
+    """
+    about = ", ".join(str(row[key]) for key in ("outlet", "date") if row.get(key))
+    return f"{row['title']}{f' — {about}' if about else ''} · {_count(int(row['passages']), 'passage')}"
 
 
 def _md(text: str) -> str:
