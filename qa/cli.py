@@ -313,9 +313,9 @@ def _judge(args: argparse.Namespace) -> int:
     rates = pass_rates(cases, scores, threshold)
     print(f"right at threshold {threshold:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items()))
     if args.json:
+        scored = [{**vars(c), "score": s} for c, s in zip(cases, scores, strict=True)]
         args.json.write_text(json.dumps({"file": str(args.file), "threshold": threshold, "pass_rates": rates,
-                                         "cases": [{**vars(c), "score": s} for c, s in zip(cases, scores, strict=True)]},
-                                        ensure_ascii=False, indent=2))
+                                         "cases": scored}, ensure_ascii=False, indent=2))
     return 0
 
 
