@@ -51,8 +51,9 @@ _PART_OF = re.compile(r"\bhow much of\b|\bgdp\b", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(?:rise|rose|risen|fall|fell|fallen|grow|grew|grown|increase|increased|decrease|decreased|"
                      r"drop|dropped|shrink|shrank|change|changed|climb|climbed|jump|jumped|go up|go down|went up|"
                      r"went down|cut|reduce|reduced)\b", re.IGNORECASE)
-_CURRENCY = re.compile(r"\d|[$€£¥]|\b(?:dollars?|euros?|pounds?|pesos?|bolivianos?|yuan|yen|rupees?|cents?|"
-                       r"millions?|billions?|trillions?|thousands?|hundreds?|free|nothing)\b", re.IGNORECASE)
+# a sum: any number, a currency sign, or a word for money or a large amount
+_CURRENCY = re.compile(r"\d|[$€£¥₹₽₩]|\b(?:dollars?|euros?|pounds?|pesos?|francs?|yuan|yen|rupees?|"
+                       r"cents?|millions?|billions?|trillions?|thousands?|hundreds?|free|nothing)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bhow many\b", re.IGNORECASE)
 _ABOUT_SHARES = re.compile(r"%|\bpercent|\bper cent\b|\bshares?\b|\bproportion|\bpoints?\b|\brates?\b|\bmargin",
                            re.IGNORECASE)
