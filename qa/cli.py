@@ -267,7 +267,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
                 records[preset] = records_json(run_records[preset])
                 if pipelines[preset].settings.check:
                     curves[preset] = judge_curve(run_records[preset], thresholds)
-                    tables[preset] = check_table(run_records[preset])
+                    tables[preset] = check_table(run_records[preset], pipelines[preset].settings.judge_threshold)
             if i < len(questions):
                 write()
     report()

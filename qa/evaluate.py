@@ -288,18 +288,25 @@ def judge_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[
     return out
 
 
-def check_table(records: Sequence[Record]) -> dict[str, dict[str, int]]:
-    """For each check, what it alone refuses (no other check, nor the model, refused the same answer).
+def check_table(records: Sequence[Record], threshold: float | None = None) -> dict[str, dict[str, int]]:
+    """For each check, what it refuses, and what it alone refuses (no other check, nor the model, would).
 
-    ``unanswerable``: right refusals only it makes; ``answerable``: false refusals only it makes, of
-    which ``would_be_correct`` had the answer right. Read from audited records.
+    ``unanswerable``/``answerable``: the refusals it makes of each; ``alone_…``: those only it makes
+    (what switching it off would answer), of which ``would_be_correct`` had the answer right. Read
+    from audited records; with ``threshold``, the judge counts as refusing below it.
     """
+    def fails(c: dict[str, Any]) -> bool:
+        if c.get("check") == "judge" and threshold is not None:
+            score = c.get("score")
+            return score is not None and score < threshold
+        return not c.get("passed")
+
     table: dict[str, dict[str, int]] = {}
     for r in records:
-        if r.answered or r.refused_by in ("model", "retrieval", "numbers", "citations", "guard", ""):
-            failing = [r.refused_by] if not r.answered and r.refused_by else []
+        if not r.answered and r.refused_by in ("model", "retrieval", "numbers", "citations", "guard"):
+            failing = [r.refused_by]
         else:
-            failing = [str(c.get("check")) for c in r.checks if not c.get("passed")]
+            failing = [str(c.get("check")) for c in r.checks if fails(c)]
         for name in failing:
             table.setdefault(name, {"unanswerable": 0, "answerable": 0, "would_be_correct": 0,
                                     "alone_unanswerable": 0, "alone_answerable": 0})

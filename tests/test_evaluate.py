@@ -204,3 +204,6 @@ def test_the_check_table_counts_what_each_check_refuses_alone() -> None:
     assert table["kind"] == {"unanswerable": 1, "answerable": 1, "would_be_correct": 1, "alone_unanswerable": 0,
                              "alone_answerable": 1}
     assert table["model"]["alone_unanswerable"] == 1
+    # with a threshold, the judge refuses below it: the kind check is then not alone on its false refusal
+    at = check_table(records, threshold=0.95)
+    assert at["judge"]["answerable"] == 1 and at["kind"]["alone_answerable"] == 0
