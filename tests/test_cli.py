@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from qa.checks import REFUSERS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,10 +75,11 @@ def test_ingest_twice_then_ask_json(articles_dir: Path, smollm_path: Path, tmp_p
     result = qa("ask", "What was the voter turnout in the October 2020 election?", "--json", env=env)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"text", "answered", "citations"}
+    refusal = {"refused_by", "reason"} if not data["answered"] else set()
+    assert set(data) == {"text", "answered", "citations"} | refusal
     assert isinstance(data["answered"], bool) and data["text"]
     for c in data["citations"]:
         assert {"number", "article", "source", "chunk_id", "quote"} <= set(c)
         assert f"[{c['number']}]" in data["text"]
     if not data["answered"]:
-        assert data["citations"] == []
+        assert data["citations"] == [] and data["refused_by"] in REFUSERS and data["reason"]
