@@ -136,7 +136,7 @@ def test_any_model_output_maps_to_citations_that_exist_or_to_none(pieces: list[s
     shown.append(stream.feed(text[pos:]) + stream.flush())
     assert {int(n) for n in re.findall(r"\[(\d+)\]", "".join(shown))} <= {1, 2, 3}
 
-    # the model's own check (qa.verify) agrees with whatever the lexical checks keep
+    # the support judge (qa.judge) passes whatever the lexical checks keep
     answer = Pipeline(None, None, FakeLLM(), Settings(data_dir=Path("unused"))).finish(  # type: ignore[arg-type]
         text, "How high was turnout?", "", passages)
     numbers = [c.number for c in answer.citations]

@@ -267,3 +267,24 @@ def test_the_real_judge_scores_in_its_own_cached_context(seeded_pipeline, smollm
     assert prefix_messages()[0]["content"][:60] in cached(pipeline.llm), "the answer prefix is still cached"
     assert SYSTEM_PROMPT not in cached(pipeline.llm)
     assert SYSTEM_PROMPT in cached(checker)
+
+
+@pytest.mark.slow
+def test_qa_judge_scores_the_invented_cases(smollm_path, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "judge.json"
+    env = {**os.environ, "QA_MODEL": str(smollm_path), "QA_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "qa", "judge", str(root / "tests" / "data" / "judge-cases.jsonl"),
+                             "--threshold", "0.5", "--json", str(out)], capture_output=True, text=True, env=env,
+                            cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    kinds = {"paraphrase", "negation", "relation", "entity", "time", "place", "unstated"}
+    assert set(report["pass_rates"]) == kinds | {"all"} and len(report["cases"]) == 36
+    assert all(0.0 <= c["score"] <= 1.0 for c in report["cases"])
+    assert "right at threshold 0.5" in result.stdout
