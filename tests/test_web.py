@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from qa.answer import Answer, Citation, Verdict
+from qa.checks import REFUSERS
 from qa.config import Settings
 from qa.errors import QAError
 from qa.pipeline import REFUSAL, Pipeline
@@ -193,7 +194,8 @@ def client(server):  # type: ignore[no-untyped-def]
 
 
 def _well_formed(result: dict[str, Any]) -> None:
-    assert set(result) == {"text", "answered", "citations"} and result["text"]
+    refusal = {"refused_by", "reason"} if not result["answered"] else set()
+    assert set(result) == {"text", "answered", "citations"} | refusal and result["text"]
     for c in result["citations"]:
         assert {"number", "article", "source", "chunk_id", "quote", "outlet", "passage"} <= set(c)
         assert f"[{c['number']}]" in result["text"] and c["quote"] in c["passage"]
@@ -221,7 +223,9 @@ def test_ask_a_follow_up_within_chosen_articles(client) -> None:  # type: ignore
 @pytest.mark.slow
 def test_a_question_the_articles_cannot_answer_is_refused(client) -> None:  # type: ignore[no-untyped-def]
     result = client.predict("What is the boiling point of tungsten?", [], [], api_name="/ask")
-    assert result == {"text": REFUSAL, "answered": False, "citations": []}
+    assert {k: result[k] for k in ("text", "answered", "citations")} == {"text": REFUSAL, "answered": False,
+                                                                          "citations": []}
+    assert result["refused_by"] in REFUSERS and result["reason"], "the refusal names its check"
 
 
 @pytest.mark.slow
