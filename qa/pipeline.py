@@ -293,7 +293,7 @@ class Pipeline:
 
     def finish(self, raw: str, question: str, query: str, passages: Sequence[Passage],
                timings: dict[str, float] | None = None, retrieved: Sequence[Passage] = ()) -> Answer:
-        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``judge_s``.
+        """Turn the model's full reply into a checked :class:`Answer`; ``timings`` gets ``checks_s``.
 
         ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
         best), also count for the acronyms they define. A refusal names the check that made it.
