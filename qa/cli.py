@@ -277,15 +277,17 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
 def _eval_retrieval(args: argparse.Namespace, pipeline: Any, questions: Sequence[Any]) -> int:
     """Where retrieval puts a gold answer, for every answerable question (no model is loaded)."""
     from .evaluate import RetrievalRecord, answer_rank, retrieval_figures
+    from .excerpt import estimate_tokens
     from .pipeline import normalise_history
 
     rows = []
     for q in questions:
         if not q.answerable:
             continue
-        passages = pipeline.retrieve(q.question, normalise_history(q.history))
+        passages, read = pipeline.found_and_read(q.question, normalise_history(q.history))
         article = next((n for n, p in enumerate(passages, 1) if p.source in q.articles), 0)
-        rows.append(RetrievalRecord(q.id, answer_rank(q, passages), article))
+        rows.append(RetrievalRecord(q.id, answer_rank(q, passages), article, answer_rank(q, read) > 0,
+                                    sum(estimate_tokens(p.text) for p in read)))
     figures = retrieval_figures(rows, pipeline.settings.top_k, pipeline.settings.narrow_k)
     print(json.dumps(figures, indent=2))
     if args.json:

@@ -143,6 +143,9 @@ class Settings:
     # refuses: a small model picks the wrong name out of six passages more often than out of two.
     # (0: one reading of all of them.)
     narrow_k: int = 2
+    # the model reads the passages' best sentences, about this many tokens of them, in one reading
+    # (qa.excerpt); 0: whole passages, as ``narrow_k`` says
+    read_tokens: int = 0
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True
     # the checks switched off (names from qa.checks.SWITCHABLE)
@@ -203,6 +206,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wide": {"narrow_k": 0},
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
+    "passages": {"read_tokens": 0},
+    "sentences": {"read_tokens": 250},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
-              "sentence_order": False, "min_score": 0.0, "top_k": 5},
+              "sentence_order": False, "min_score": 0.0, "top_k": 5, "read_tokens": 0},
 }

@@ -327,6 +327,8 @@ class RetrievalRecord:
     id: str
     rank: int
     article_rank: int  # rank of the first passage of a gold article (0: none)
+    in_read: bool = False  # the gold answer is in what the model reads first (Pipeline.reading)
+    read_tokens: int = 0  # the estimated tokens of what it reads first
 
 
 def answer_rank(question: EvalQuestion, passages: Sequence[Passage]) -> int:
@@ -355,6 +357,8 @@ def retrieval_figures(records: Sequence[RetrievalRecord], k: int, first: int) ->
     return {"questions": n, "k": k, "first": first,
             f"answer_in_first_{first}": _share(sum(0 < r.rank <= first for r in records), n),
             "answer_in_k": _share(sum(r.rank > 0 for r in records), n),
+            "answer_in_read": _share(sum(r.in_read for r in records), n),
+            "median_read_tokens": statistics.median(r.read_tokens for r in records) if n else None,
             "article_in_k": _share(sum(r.article_rank > 0 for r in records), n),
             "mrr": round(sum(1 / r.rank for r in records if r.rank) / n, 4) if n else None,
             "ranks": dict(sorted(Counter(r.rank for r in records).items()))}

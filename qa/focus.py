@@ -85,15 +85,21 @@ class SentenceRanker:
                 self._cache.popitem(last=False)
         return [found[s] for s in sentences]
 
+    def scores(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[list[float]]:
+        """Each passage's sentences' similarity to the question (sentences as :func:`passage_sentences`)."""
+        groups = passage_sentences(passages)
+        if not question_vector:
+            return [[0.0] * len(group) for group in groups]
+        vectors = self._vectors([s for group in groups for s in group])
+        similarity = [sum(a * b for a, b in zip(question_vector, v, strict=True)) for v in vectors]
+        out, start = [], 0
+        for group in groups:
+            out.append(similarity[start:start + len(group)])
+            start += len(group)
+        return out
+
     def order(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
         """``passages`` (in retrieval order) reordered by fusion with their best sentence's similarity."""
         if len(passages) < 2 or not question_vector:
             return list(passages)
-        groups = passage_sentences(passages)
-        vectors = self._vectors([s for group in groups for s in group])
-        similarity = [sum(a * b for a, b in zip(question_vector, v, strict=True)) for v in vectors]
-        best, start = [], 0
-        for group in groups:
-            best.append(max(similarity[start:start + len(group)]))
-            start += len(group)
-        return [passages[i] for i in fuse_orders(best)]
+        return [passages[i] for i in fuse_orders([max(s) for s in self.scores(question_vector, passages)])]

@@ -50,6 +50,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
+from .excerpt import choose, estimate_tokens, restore_citation
 from .focus import SentenceRanker
 from .glossary import strip_expansions
 from .guard import screen_answer
@@ -150,8 +151,13 @@ class Pipeline:
         """The passages a question is answered from."""
         return self._retrieve(question, history, articles, k)[0]
 
+    def found_and_read(self, question: str, history: Sequence[Message] = ()) -> tuple[list[Passage], list[Passage]]:
+        """The passages a question finds, and what the model reads of them first (:meth:`reading`)."""
+        passages, _, vector = self._retrieve(question, history, None)
+        return passages, self.reading(vector, passages)
+
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
-                  k: int | None = None) -> tuple[list[Passage], float]:
+                  k: int | None = None) -> tuple[list[Passage], float, list[float]]:
         assert self.retriever is not None
         found = self.retriever.retrieve(question, history, k or self.settings.top_k,
                                         mode=self.settings.retrieval, articles=articles)
@@ -159,7 +165,16 @@ class Pipeline:
         if self.settings.sentence_order and self.sentences is not None and self.retriever.reranker is None:
             # (a cross-encoder, which reads question and passage together, orders them better)
             passages = self.sentences.order(found.vector, passages)
-        return passages, found.best_similarity
+        return passages, found.best_similarity, found.vector
+
+    def reading(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
+        """What the model reads first of the passages found: their best sentences under the budget
+        ``read_tokens`` (:mod:`qa.excerpt`), else the best ``narrow_k`` passages, else all of them."""
+        if self.settings.read_tokens > 0 and self.sentences is not None and passages:
+            scores = self.sentences.scores(question_vector, passages)
+            return [e.as_passage() for e in choose(passages, scores, self.settings.read_tokens)]
+        narrow = self.settings.narrow_k
+        return list(passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages)
 
     def _evidence(self, question: str, passages: Sequence[Passage], best: float) -> Verdict | None:
         """Retrieval evidence that the articles cannot answer, as the verdict that refuses; else ``None``."""
@@ -196,7 +211,7 @@ class Pipeline:
             standalone = standalone_question(self.llm, question, turns, style=self.settings.prompt)
             timings["rewrite_s"] = time.perf_counter() - started
         asked = standalone or question
-        passages, best = self._retrieve(asked, [] if standalone else turns, articles)
+        passages, best, vector = self._retrieve(asked, [] if standalone else turns, articles)
         timings["retrieval_s"] = time.perf_counter() - started
         query = standalone or search_text(question, turns)
 
@@ -208,22 +223,24 @@ class Pipeline:
                          reason=missing.reason, checks=[missing])
             return
 
-        narrow = self.settings.narrow_k
-        reading = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
+        reading = self.reading(vector, passages)
+        excerpted = self.settings.read_tokens > 0
+        timings["passage_tokens"] = float(sum(estimate_tokens(p.text) for p in reading))
         held, tokens, readings = True, 0, 0
         while True:
             # A reading after the first is streamed only if nothing was shown yet, and only if its
             # markers number the passages as the final answer does (the list of all passages found).
             messages = build_messages(asked, reading, turns, style=self.settings.prompt)
+            in_order = [p.id for p in reading] == [p.id for p in passages[:len(reading)]]
             reply, held_now, more = yield from self._generate(messages, len(reading), started, timings,
-                                                              shown=held and reading == passages[:len(reading)])
+                                                              shown=held and in_order)
             tokens += more
             held = held and held_now
             readings += 1
             timings["readings"] = float(readings)
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
             if answer.answered or answer.refused_by == "judge" or not self.settings.check \
-                    or len(reading) == len(passages):
+                    or excerpted or len(reading) == len(passages):
                 break
             reading = passages  # no answer from the best passages: read all of them
         if answer.answered:
@@ -231,7 +248,9 @@ class Pipeline:
             position = {p.id: n for n, p in enumerate(passages, 1)}
             numbers = {n: position[p.id] for n, p in enumerate(reading, 1)}
             answer.text = renumber(answer.text, numbers)
-            answer.citations = [replace(c, number=numbers[c.number]) for c in answer.citations]
+            whole = {p.id: p for p in passages}  # an excerpt's quote, pointed at its whole passage
+            answer.citations = [restore_citation(replace(c, number=numbers[c.number]), whole[c.chunk_id])
+                                for c in answer.citations]
         answer.passages = list(passages)
         answer.question = question
         timings.setdefault("first_token_s", time.perf_counter() - started)

@@ -162,6 +162,7 @@ def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
     assert figures["questions"] == answerable and figures["k"] == 6 and figures["first"] == 2
     assert 0.5 <= figures["answer_in_k"] <= 1.0 and figures["answer_in_first_2"] <= figures["answer_in_k"]
     assert sum(figures["ranks"].values()) == answerable
+    assert figures["answer_in_read"] <= figures["answer_in_k"] and figures["median_read_tokens"] > 0
 
 
 def test_qa_eval_refuses_an_unknown_check_or_threshold(capsys: pytest.CaptureFixture[str]) -> None:

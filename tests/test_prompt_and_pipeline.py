@@ -257,3 +257,29 @@ def test_overlong_question_is_refused_before_the_model(fake_pipeline) -> None:  
     with pytest.raises(QAError, match="limited to"):
         pipeline.ask("why " * 30000)
     assert llm.calls == []
+
+
+def test_with_a_token_budget_the_model_reads_sentences_and_quotes_them(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from qa.excerpt import estimate_tokens
+
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", read_tokens=120)
+    passages = pipeline.retrieve(TURNOUT)
+    streamed, answer = _run(pipeline, TURNOUT)
+    (call,) = llm.calls
+    lines = _passage_lines(call)
+    read = [line.split(") ", 1)[1] for line in lines]
+    assert sum(estimate_tokens(t) for t in read) < sum(estimate_tokens(p.text) for p in passages)
+    assert answer.timings["passage_tokens"] <= 120 + len(lines)
+    assert answer.answered and streamed == answer.text
+    (citation,) = answer.citations
+    number = citation.number
+    assert citation.quote in read[[p.id for p in passages].index(citation.chunk_id)], "the quote was read"
+    whole = passages[number - 1]
+    assert citation.chunk_id == whole.id and citation.passage == whole.text
+    offset = citation.quote_start - whole.start
+    assert whole.text[offset:offset + len(citation.quote)] == citation.quote
+
+    # a refusal is final: no second reading of whole passages
+    llm.replies, llm.calls = ["NOT FOUND"], []
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert len(llm.calls) == 1 and not answer.answered and answer.timings["readings"] == 1

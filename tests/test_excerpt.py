@@ -1,0 +1,52 @@
+"""What the model reads: whole sentences under a token budget (qa.excerpt)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qa.chunking import sentence_spans
+from qa.excerpt import GAP, choose, estimate_tokens, spans_of
+from qa.store import Passage
+
+WORDS = ["ferry", "harbour", "crew", "tide", "the", "left", "at", "noon", "gulls", "rope", "42", "3.5"]
+
+sentence = st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(lambda w: " ".join(w).capitalize() + ".")
+passage_text = st.lists(sentence, min_size=1, max_size=8).map(" ".join)
+
+
+def _passages(texts: list[str]) -> list[Passage]:
+    return [Passage(f"p{i}", t, "a", "T", "a.txt", 1000 * i, 1000 * i + len(t)) for i, t in enumerate(texts)]
+
+
+@given(st.lists(passage_text, min_size=1, max_size=6), st.integers(min_value=0, max_value=400), st.randoms())
+def test_the_budget_never_cuts_inside_a_sentence(texts: list[str], budget: int, rnd) -> None:  # type: ignore[no-untyped-def]
+    passages = _passages(texts)
+    scores = [[rnd.random() for _ in spans_of(p)] for p in passages]
+    excerpts = choose(passages, scores, budget)
+    assert excerpts and excerpts[0].passage is passages[0], "the best passage is always read"
+    cost = 0
+    for excerpt in excerpts:
+        whole = set(spans_of(excerpt.passage))
+        assert set(excerpt.spans) <= whole, "only whole sentences are kept"
+        assert list(excerpt.spans) == sorted(excerpt.spans), "in passage order"
+        cost += sum(estimate_tokens(excerpt.passage.text[a:b]) + 1 for a, b in excerpt.spans)
+        # every piece the model reads is text of the passage
+        for piece in excerpt.text.split(GAP):
+            assert piece in excerpt.passage.text
+    first = excerpts[0]
+    alone = len(excerpts) == 1 and len(first.spans) == 1
+    assert cost <= budget or alone, "over the budget only with the best passage's best sentence alone"
+
+
+def test_best_sentences_first_then_their_neighbours() -> None:
+    a, b = _passages(["Rain fell. The ferry left at noon. Gulls sat on the rope.",
+                      "The pier is old. It was built of oak in the spring of that year."])
+    small = choose([a, b], [[0.1, 0.9, 0.2], [0.3, 0.6]], budget=21)
+    assert [e.text for e in small] == ["The ferry left at noon.", "It was built of oak in the spring of that year."]
+    wide = choose([a, b], [[0.1, 0.9, 0.2], [0.3, 0.6]], budget=1000)
+    assert [e.text for e in wide] == [a.text, b.text]
+    (c,) = _passages(["Rain fell. The ferry left at noon with all of its crew and cargo on board. Gulls sat."])
+    gapped = choose([c], [[0.9, 0.1, 0.8]], budget=10)
+    assert gapped[0].text == f"Rain fell.{GAP}Gulls sat."
+    assert gapped[0].as_passage().id == c.id and sentence_spans(gapped[0].as_passage().text)
