@@ -207,7 +207,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
     "passages": {"read_tokens": 0},
-    "sentences": {"read_tokens": 250},
+    "sentences": {"read_tokens": 300},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
               "sentence_order": False, "min_score": 0.0, "top_k": 5, "read_tokens": 0},
 }

@@ -22,9 +22,35 @@ from dataclasses import dataclass, replace
 
 from .answer import Citation
 from .chunking import Span, sentence_spans
+from .citations import key_terms
 from .store import Passage
 
 GAP = " … "  # between sentences that are not side by side in the passage
+TERM_WEIGHT = 0.5  # what naming every key term of the question adds to a sentence's likeness
+
+
+def term_share(question: str, sentence: str) -> float:
+    """The share of the question's key terms (stemmed words, numbers) that ``sentence`` uses.
+
+    >>> term_share("When did the ferry leave the harbour?", "The ferry left the harbour at noon.")
+    0.6666666666666666
+    """
+    words, numbers = key_terms(question)
+    asked = words | numbers
+    if not asked:
+        return 0.0
+    s_words, s_numbers = key_terms(sentence)
+    return len(asked & (s_words | s_numbers)) / len(asked)
+
+
+def sentence_scores(question: str, passages: Sequence[Passage], likeness: Sequence[Sequence[float]]
+                    ) -> list[list[float]]:
+    """Each sentence's score for :func:`choose`: its embedding likeness to the question plus
+    :data:`TERM_WEIGHT` times its :func:`term_share` (an embedding of a short sentence misses a
+    name or number the question asks about more often than the words do)."""
+    return [[like + TERM_WEIGHT * term_share(question, p.text[a:b]) for like, (a, b) in zip(row, spans_of(p),
+                                                                                         strict=True)]
+            for p, row in zip(passages, likeness, strict=True)]
 
 
 def estimate_tokens(text: str) -> int:

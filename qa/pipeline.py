@@ -50,7 +50,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .excerpt import choose, estimate_tokens, restore_citation
+from .excerpt import choose, estimate_tokens, restore_citation, sentence_scores
 from .focus import SentenceRanker
 from .glossary import strip_expansions
 from .guard import screen_answer
@@ -154,7 +154,7 @@ class Pipeline:
     def found_and_read(self, question: str, history: Sequence[Message] = ()) -> tuple[list[Passage], list[Passage]]:
         """The passages a question finds, and what the model reads of them first (:meth:`reading`)."""
         passages, _, vector = self._retrieve(question, history, None)
-        return passages, self.reading(vector, passages)
+        return passages, self.reading(question, vector, passages)
 
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
                   k: int | None = None) -> tuple[list[Passage], float, list[float]]:
@@ -167,11 +167,12 @@ class Pipeline:
             passages = self.sentences.order(found.vector, passages)
         return passages, found.best_similarity, found.vector
 
-    def reading(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
+    def reading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage]
+                ) -> list[Passage]:
         """What the model reads first of the passages found: their best sentences under the budget
         ``read_tokens`` (:mod:`qa.excerpt`), else the best ``narrow_k`` passages, else all of them."""
         if self.settings.read_tokens > 0 and self.sentences is not None and passages:
-            scores = self.sentences.scores(question_vector, passages)
+            scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
             return [e.as_passage() for e in choose(passages, scores, self.settings.read_tokens)]
         narrow = self.settings.narrow_k
         return list(passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages)
@@ -223,7 +224,7 @@ class Pipeline:
                          reason=missing.reason, checks=[missing])
             return
 
-        reading = self.reading(vector, passages)
+        reading = self.reading(asked, vector, passages)
         excerpted = self.settings.read_tokens > 0
         timings["passage_tokens"] = float(sum(estimate_tokens(p.text) for p in reading))
         held, tokens, readings = True, 0, 0
