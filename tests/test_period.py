@@ -203,3 +203,15 @@ def test_a_bad_period_fails_before_any_work(tmp_path: Path) -> None:
         pipeline.ask(QUESTION, until="March")
     assert llm.calls == []
 
+
+def test_qa_ask_prints_each_sources_date_and_the_note(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.answer import Citation
+    from qa.cli import _print_answer
+
+    cited = [Citation(1, "Ferry returns", "march.txt", "c1", "The ferry returned.", outlet="Gazette",
+                      date="2024-03-14"),
+             Citation(2, "Ferry notes", "notes.md", "c2", "The ramp is old.")]
+    _print_answer(Answer("The ferry returned [1]. The ramp is old [2].", True, cited, undated=2))
+    shown = capsys.readouterr().out
+    assert "[1] Ferry returns — Gazette, 2024-03-14 (march.txt)" in shown
+    assert "[2] Ferry notes (notes.md)" in shown and "(2 articles have no date and were left out.)" in shown
