@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .period import undated_note
 from .store import Passage
 
 
@@ -14,7 +15,8 @@ class Citation:
 
     ``quote`` is the sentence(s) of the passage that support the claim, and
     ``quote_start``/``quote_end`` are its offsets into the article, so
-    ``article_text[quote_start:quote_end] == quote``.
+    ``article_text[quote_start:quote_end] == quote``. ``date`` is the article's,
+    ``YYYY-MM-DD`` or ``""``.
     """
 
     number: int
@@ -26,6 +28,7 @@ class Citation:
     quote_start: int = 0
     quote_end: int = 0
     passage: str = ""
+    date: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +53,9 @@ class Answer:
 
     A refusal names what refused it: ``refused_by`` is one of :data:`qa.checks.REFUSERS`, and
     ``reason`` says why in a short sentence. ``checks`` holds the verdicts of the checks that ran
-    on the answer given (or refused), and ``draft`` the refused text.
+    on the answer given (or refused), and ``draft`` the refused text. ``undated`` counts the
+    articles that a period (``since``, ``until``) left out for having no date, and :attr:`note`
+    tells the reader so.
     """
 
     text: str
@@ -64,11 +69,20 @@ class Answer:
     reason: str = ""
     checks: list[Verdict] = field(default_factory=list)
     draft: str = ""  # the text a check refused, for measuring the checks (qa eval); never shown
+    undated: int = 0
+
+    @property
+    def note(self) -> str:
+        """What the reader should know besides the answer: the articles a period left out ("" when none)."""
+        return undated_note(self.undated)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape shared by ``qa ask --json`` and the chat page's API."""
+        """The JSON shape shared by ``qa ask --json`` and the chat page's API (``undated`` and ``note``
+        only when a period left articles out)."""
         out: dict[str, Any] = {"text": self.text, "answered": self.answered,
                                "citations": [c.to_dict() for c in self.citations]}
         if not self.answered:
             out |= {"refused_by": self.refused_by, "reason": self.reason}
+        if self.undated:
+            out |= {"undated": self.undated, "note": self.note}
         return out

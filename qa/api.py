@@ -16,6 +16,7 @@ from .embedder import SentenceTransformerEmbedder
 from .ingest import IngestReport
 from .ingest import ingest as ingest_folder
 from .llm import LLM, LlamaCppLLM, OpenAICompatibleLLM
+from .period import DateLike
 from .pipeline import History, Pipeline
 from .rerank import CrossEncoderReranker
 from .store import ChromaStore
@@ -70,20 +71,24 @@ def set_pipeline(pipeline: Pipeline | None) -> None:
         _pipeline = pipeline
 
 
-def ask(question: str, history: History = None, *, articles: Sequence[str] | None = None) -> Answer:
+def ask(question: str, history: History = None, *, articles: Sequence[str] | None = None,
+        since: DateLike = None, until: DateLike = None) -> Answer:
     """Answer a question from the indexed articles.
 
     ``history`` holds the earlier turns, as ``[{"role": ..., "content": ...}]``
     or ``[(question, answer), ...]``; ``articles`` restricts the search to
-    these article ids (source file names).
+    these article ids (source file names); ``since`` and ``until`` (a
+    ``datetime.date`` or ``"YYYY-MM-DD"``, both days included, either optional)
+    to the articles dated in that period: undated articles are left out, and
+    ``Answer.undated`` says how many.
     """
-    return get_pipeline().ask(question, history, articles)
+    return get_pipeline().ask(question, history, articles, since=since, until=until)
 
 
-def ask_stream(question: str, history: History = None, *,
-               articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
+def ask_stream(question: str, history: History = None, *, articles: Sequence[str] | None = None,
+               since: DateLike = None, until: DateLike = None) -> Iterator[str | Answer]:
     """Like :func:`ask`, yielding text as it is generated and then the :class:`Answer`."""
-    return get_pipeline().ask_stream(question, history, articles)
+    return get_pipeline().ask_stream(question, history, articles, since=since, until=until)
 
 
 def ingest(folder: str | Path | None = None, *, rebuild: bool = False,

@@ -502,7 +502,7 @@ def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage]) ->
         quote, start, end = best_quote(passage, claims[number])
         out.append(Citation(number=number, article=passage.title, source=passage.source, chunk_id=passage.id,
                             quote=quote, outlet=passage.outlet, quote_start=start, quote_end=end,
-                            passage=passage.text))
+                            passage=passage.text, date=passage.date))
     return out
 
 

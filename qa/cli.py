@@ -2,7 +2,7 @@
 
     qa setup                 provision the default answering model into models/
     qa ingest [FOLDER]       index a folder of articles (default: seeds/)
-    qa ask "QUESTION"        answer from the articles, with sources
+    qa ask "QUESTION"        answer from the articles, with sources (--since/--until DATE: dated articles only)
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
     qa eval FILE             measure answer quality on a question set (--articles FOLDER: on any folder)
@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object: text, answered, citations")
     ask.add_argument("--article", action="append", metavar="SOURCE",
                      help="only use this article (its file name); may be repeated")
+    ask.add_argument("--since", metavar="DATE",
+                     help="only use articles dated DATE (YYYY-MM-DD) or later; leaves out undated articles")
+    ask.add_argument("--until", metavar="DATE",
+                     help="only use articles dated DATE (YYYY-MM-DD) or earlier; leaves out undated articles")
 
     sub.add_parser("articles", parents=[servers], help="list the indexed articles")
 
@@ -124,11 +128,13 @@ def _print_answer(answer, streamed: str | None = None) -> None:  # type: ignore[
         print()
     if not answer.answered and answer.refused_by:
         print(f"(refused by the {answer.refused_by} check: {answer.reason})")
+    if answer.note:
+        print(f"({answer.note})")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
-            outlet = f" — {c.outlet}" if c.outlet else ""
-            print(f"[{c.number}] {c.article}{outlet} ({c.source})")
+            about = ", ".join(x for x in (c.outlet, c.date) if x)
+            print(f"[{c.number}] {c.article}{f' — {about}' if about else ''} ({c.source})")
             quote = " ".join(c.quote.split())
             print(textwrap.fill(f"“{quote}”", width=100, initial_indent="    ", subsequent_indent="    "))
 
@@ -140,7 +146,7 @@ def _ask(args: argparse.Namespace) -> int:
     stream = not args.json and sys.stdout.isatty()
     streamed: list[str] = []
     answer: Answer | None = None
-    for item in ask_stream(args.question, articles=args.article):
+    for item in ask_stream(args.question, articles=args.article, since=args.since, until=args.until):
         if isinstance(item, Answer):
             answer = item
         elif stream:

@@ -13,6 +13,7 @@ page) print the message and never a traceback.
      ├── UploadError             a file added on the chat page was refused
      ├── ProvisionError          assembling the default model failed
      ├── ConfigError             a setting (an environment variable or flag) is malformed
+     ├── PeriodError             a question's period has a malformed date, or starts after it ends
      └── ServerError             a Chroma or LLM server could not be reached or failed
 """
 
@@ -53,6 +54,10 @@ class ProvisionError(QAError):
 
 class ConfigError(QAError):
     """A setting, from the environment or a flag, is malformed."""
+
+
+class PeriodError(QAError):
+    """A question's period (``since``, ``until``) has a date that is not ``YYYY-MM-DD``, or starts after it ends."""
 
 
 class ServerError(QAError):

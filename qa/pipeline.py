@@ -1,9 +1,11 @@
 """Question in, cited answer out.
 
+    question (+ period) ──> no article dated in the period asked (qa.period)? refuse ("retrieval")
+        ▼
     question (+ conversation) ──> standalone question: a follow-up is rewritten by the model
         ▼
-    search text ──> passages (Chroma dense + BM25, fused; optionally reranked), put in order
-        │ by their best sentence as well (qa.focus)
+    search text ──> passages (Chroma dense + BM25, fused, within the articles and period asked;
+        │ optionally reranked), put in order by their best sentence as well (qa.focus)
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
@@ -22,7 +24,7 @@
     refused, but not by the judge? the model reads all the passages (6), and that reply is
         │ checked the same way (an answer the judge found its quotes do not state is not asked again)
         ▼
-    Answer(text, answered, citations, refused_by, reason, checks)
+    Answer(text, answered, citations, refused_by, reason, checks, undated)
 
 The embedder, store and LLM are passed in, so tests can swap any of them.
 """
@@ -56,6 +58,7 @@ from .glossary import strip_expansions
 from .guard import screen_answer
 from .judge import SupportJudge
 from .llm import LLM, Message
+from .period import DateLike, Period
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .reply import SCHEMA, AnswerStream, parse_reply
 from .rerank import Reranker
@@ -147,25 +150,29 @@ class Pipeline:
             self.sentences = SentenceRanker(self.embedder)
 
     def retrieve(self, question: str, history: Sequence[Message] = (),
-                 articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:
+                 articles: Sequence[str] | None = None, k: int | None = None, *,
+                 since: DateLike = None, until: DateLike = None) -> list[Passage]:
         """The passages a question is answered from."""
-        return self._retrieve(question, history, articles, k)[0]
+        return self._retrieve(question, history, articles, k, Period.of(since, until))[0]
 
     def found_and_read(self, question: str, history: Sequence[Message] = ()) -> tuple[list[Passage], list[Passage]]:
         """The passages a question finds, and what the model reads of them first (:meth:`reading`)."""
-        passages, _, vector = self._retrieve(question, history, None)
+        passages, _, _, vector = self._retrieve(question, history, None)
         return passages, self.reading(question, vector, passages)
 
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
-                  k: int | None = None) -> tuple[list[Passage], float, list[float]]:
+                  k: int | None = None, period: Period | None = None
+                  ) -> tuple[list[Passage], float, int, list[float]]:
+        """The passages, the best dense similarity, how many undated articles ``period`` left out, and
+        the query's vector."""
         assert self.retriever is not None
         found = self.retriever.retrieve(question, history, k or self.settings.top_k,
-                                        mode=self.settings.retrieval, articles=articles)
+                                        mode=self.settings.retrieval, articles=articles, period=period)
         passages = found.passages
         if self.settings.sentence_order and self.sentences is not None and self.retriever.reranker is None:
             # (a cross-encoder, which reads question and passage together, orders them better)
             passages = self.sentences.order(found.vector, passages)
-        return passages, found.best_similarity, found.vector
+        return passages, found.best_similarity, found.undated, found.vector
 
     def reading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage]
                 ) -> list[Passage]:
@@ -176,6 +183,19 @@ class Pipeline:
             return [e.as_passage() for e in choose(passages, scores, self.settings.read_tokens)]
         narrow = self.settings.narrow_k
         return list(passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages)
+
+    def _outside(self, question: str, articles: Sequence[str] | None, period: Period | None,
+                 started: float) -> Answer | None:
+        """The refusal when no article searched is dated in ``period`` (the model is not asked); else ``None``."""
+        if period is None or self.store.ids_in(articles, period):
+            return None
+        chosen = "of those chosen " if articles else ""
+        verdict = failed("retrieval", f"no article {chosen}is dated {period}")
+        text = f"No article {chosen}is dated {period}, so there is nothing to answer from."
+        elapsed = time.perf_counter() - started
+        return Answer(text, False, [], question, question, [], {"retrieval_s": elapsed, "first_token_s": elapsed,
+                      "total_s": elapsed}, refused_by="retrieval", reason=verdict.reason, checks=[verdict],
+                      undated=len(self.store.undated_articles(articles)))
 
     def _evidence(self, question: str, passages: Sequence[Passage], best: float) -> Verdict | None:
         """Retrieval evidence that the articles cannot answer, as the verdict that refuses; else ``None``."""
@@ -194,17 +214,25 @@ class Pipeline:
             return failed("numbers", f"{', '.join(sorted(asked))} is in none of the passages found")
         return None
 
-    def ask_stream(self, question: str, history: History = None,
-                   articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, history: History = None, articles: Sequence[str] | None = None, *,
+                   since: DateLike = None, until: DateLike = None) -> Iterator[str | Answer]:
         """Yield the answer's text piece by piece, then the final :class:`Answer`.
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
         from the best passages leads to a reading of all of them, whose reply is
-        streamed only if nothing of the first one was shown.
+        streamed only if nothing of the first one was shown. ``since`` and ``until``
+        (dates or ``YYYY-MM-DD``) keep to articles dated in that period, leaving out
+        the undated ones, which ``Answer.undated`` counts.
         """
         started = time.perf_counter()
         question = clean_question(question)
+        period = Period.of(since, until)
+        outside = self._outside(question, articles, period, started)
+        if outside is not None:
+            yield outside.text
+            yield outside
+            return
         turns = normalise_history(history)
         timings: dict[str, float] = {}
         standalone = None
@@ -212,7 +240,8 @@ class Pipeline:
             standalone = standalone_question(self.llm, question, turns, style=self.settings.prompt)
             timings["rewrite_s"] = time.perf_counter() - started
         asked = standalone or question
-        passages, best, vector = self._retrieve(asked, [] if standalone else turns, articles)
+        passages, best, undated, vector = self._retrieve(asked, [] if standalone else turns, articles,
+                                                         period=period)
         timings["retrieval_s"] = time.perf_counter() - started
         query = standalone or search_text(question, turns)
 
@@ -221,7 +250,7 @@ class Pipeline:
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
             yield Answer(REFUSAL, False, [], question, query, passages, timings, refused_by=missing.check,
-                         reason=missing.reason, checks=[missing])
+                         reason=missing.reason, checks=[missing], undated=undated)
             return
 
         reading = self.reading(asked, vector, passages)
@@ -254,6 +283,7 @@ class Pipeline:
                                 for c in answer.citations]
         answer.passages = list(passages)
         answer.question = question
+        answer.undated = undated
         timings.setdefault("first_token_s", time.perf_counter() - started)
         timings["total_s"] = time.perf_counter() - started
         timings["tokens"] = float(tokens)
@@ -368,9 +398,10 @@ class Pipeline:
             self._judge = SupportJudge(self.checker or self.llm)
         return [*LEXICAL_CHECKS, self._judge.check(self.settings.judge_threshold)]
 
-    def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None) -> Answer:
+    def ask(self, question: str, history: History = None, articles: Sequence[str] | None = None, *,
+            since: DateLike = None, until: DateLike = None) -> Answer:
         """Answer ``question``; see :meth:`ask_stream`."""
-        for item in self.ask_stream(question, history, articles):
+        for item in self.ask_stream(question, history, articles, since=since, until=until):
             if isinstance(item, Answer):
                 return item
         raise AssertionError("ask_stream ended without an Answer")  # pragma: no cover

@@ -16,6 +16,11 @@ fingerprint does not match the store (an ingest was interrupted, or the store
 is a shared server that someone else updated), or the saved files cannot be
 read, it is rebuilt from the store on load.
 
+Filters: a question may be kept to some articles and to a period of article dates
+(:mod:`qa.period`). Dense search filters in Chroma; keyword search keeps only the
+passages of those articles, and for a period the passage ids Chroma finds dated in
+it. The articles a period leaves out for having no date are counted.
+
 Follow-ups: a question such as "And the year before?" names nothing by itself;
 when a question looks like a follow-up, the previous question is added to the
 search text so the topic carries over.
@@ -30,7 +35,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ from typing import Any
 from .citations import decades, fold
 from .embedder import Embedder
 from .llm import Message
+from .period import Period
 from .rerank import Reranker, rerank
 from .store import ChromaStore, Passage
 
@@ -199,18 +205,22 @@ class KeywordIndex:
     def loaded(self) -> bool:
         return bool(self._ids) or self._bm25 is not None
 
-    def search(self, query: str, k: int, articles: Sequence[str] | None = None) -> list[str]:
-        """Ids of the best ``k`` passages for ``query`` (only those with some keyword match)."""
+    def search(self, query: str, k: int, articles: Sequence[str] | None = None,
+               ids: Collection[str] | None = None) -> list[str]:
+        """Ids of the best ``k`` passages for ``query`` (only those with some keyword match), optionally
+        only of ``articles`` and only among the passage ``ids`` allowed (such as those of a period)."""
         import numpy as np
 
         query_tokens = tokens(query)
         with self._lock:
-            if self._bm25 is None or not query_tokens or not self._ids:
+            if self._bm25 is None or not query_tokens or not self._ids or (ids is not None and not ids):
                 return []
             mask = None
-            if articles:
-                wanted = set(articles)
-                mask = np.array([a in wanted for a in self._articles], dtype=np.float32)
+            if articles or ids is not None:
+                wanted = set(articles or ())
+                allowed = set(ids) if ids is not None else None
+                mask = np.array([(not wanted or a in wanted) and (allowed is None or i in allowed)
+                                 for i, a in zip(self._ids, self._articles, strict=True)], dtype=np.float32)
             k = min(k, len(self._ids))
             docs, scores = self._bm25.retrieve([query_tokens], k=k, show_progress=False, weight_mask=mask)
             return [self._ids[int(d)] for d, s in zip(docs[0], scores[0], strict=True) if float(s) > 0]
@@ -253,6 +263,7 @@ class Retrieved:
     best_similarity: float  # cosine similarity of the best dense match
     query: str
     vector: list[float] = field(default_factory=list)  # the query's embedding
+    undated: int = 0  # articles a period left out for having no date
 
 
 class Retriever:
@@ -273,20 +284,24 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
-                 articles: Sequence[str] | None = None) -> Retrieved:
+                 articles: Sequence[str] | None = None, period: Period | None = None) -> Retrieved:
+        """The ``k`` best passages for the question, optionally only of ``articles`` and of articles
+        dated in ``period`` (which leaves out the undated ones and counts them in ``undated``)."""
         query = search_text(question, history)
         vector = self.embedder.embed([query])[0]
+        undated = len(self.store.undated_articles(articles)) if period is not None else 0
         if mode == "dense" or self.keyword is None:
             if self.reranker is None:
-                dense = self.store.query(vector, k, articles=articles)
-                return Retrieved(dense, dense[0].score if dense else 0.0, query, vector)
-            dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles)
+                dense = self.store.query(vector, k, articles=articles, period=period)
+                return Retrieved(dense, dense[0].score if dense else 0.0, query, vector, undated)
+            dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles, period=period)
             chosen = rerank(self.reranker, query, dense)[:k]
-            return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector)
+            return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector, undated)
         with self._lock:
             self.keyword.ensure_current(self.store)
-        dense = self.store.query(vector, self.candidates, articles=articles)
-        keyword_ids = self.keyword.search(query, self.candidates, articles=articles)
+        dense = self.store.query(vector, self.candidates, articles=articles, period=period)
+        allowed = self.store.ids_in(articles, period) if period is not None else None
+        keyword_ids = self.keyword.search(query, self.candidates, articles=articles, ids=allowed)
         by_id = {p.id: p for p in dense}
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
@@ -294,4 +309,4 @@ class Retriever:
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
         chosen = fused[:k]
-        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector)
+        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated)

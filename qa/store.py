@@ -43,6 +43,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlparse
 
 from .errors import IndexNotReadyError, QAError, ServerError
+from .period import Period
 
 COLLECTION = "qa-passages"
 SCHEMA = 1
@@ -83,6 +84,31 @@ class Passage:
                    source=str(meta["source"]), start=int(meta["start"]), end=int(meta["end"]),
                    outlet=str(meta.get("outlet") or ""), author=str(meta.get("author") or ""),
                    date=str(meta.get("date") or ""), score=score)
+
+
+def where(articles: Sequence[str] | None = None, period: Period | None = None,
+          **equal: str) -> dict[str, Any] | None:
+    """The Chroma ``where`` filter for passages of ``articles`` (all when empty), dated in ``period``,
+    whose metadata equals ``equal``; ``None`` for no filter.
+
+    >>> where(["a.md"])
+    {'article_id': 'a.md'}
+    >>> from datetime import date
+    >>> where(["a.md", "b.md"], Period(date(2024, 1, 1)))
+    {'$and': [{'article_id': {'$in': ['a.md', 'b.md']}}, {'date_int': {'$gte': 20240101}}]}
+    >>> where(None, None) is None, where(date="")
+    (True, {'date': ''})
+    """
+    clauses: list[dict[str, Any]] = []
+    if articles:
+        ids = list(articles)
+        clauses.append({"article_id": ids[0]} if len(ids) == 1 else {"article_id": {"$in": ids}})
+    if period is not None:
+        clauses += period.conditions()
+    clauses += [{key: value} for key, value in equal.items()]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 P = ParamSpec("P")
@@ -352,17 +378,36 @@ class ChromaStore:
         return out
 
     @_on_server
-    def query(self, vector: Sequence[float], k: int, articles: Sequence[str] | None = None) -> list[Passage]:
-        """The ``k`` passages nearest to ``vector``, optionally only from ``articles``.
+    def ids_in(self, articles: Sequence[str] | None = None, period: Period | None = None) -> set[str]:
+        """The ids of the passages of ``articles`` (all when empty) dated in ``period``."""
+        return {str(i) for i in self._pages(where(articles, period), [])["ids"]}
+
+    @_on_server
+    def undated_articles(self, articles: Sequence[str] | None = None) -> set[str]:
+        """The ids of the articles among ``articles`` (all when empty) that have no date."""
+        return {str(m["article_id"]) for m in self._pages(where(articles, date=""), ["metadatas"])["metadatas"]}
+
+    def _pages(self, filter_: dict[str, Any] | None, include: list[str], page: int = 5000) -> dict[str, list[Any]]:
+        """Every record that ``filter_`` selects, fetched ``page`` at a time: its ids and ``include``."""
+        out: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
+        offset = 0
+        while True:
+            got = self.collection.get(where=filter_, include=include, limit=page, offset=offset)
+            for key in out:
+                out[key] += got[key]
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
+    @_on_server
+    def query(self, vector: Sequence[float], k: int, articles: Sequence[str] | None = None,
+              period: Period | None = None) -> list[Passage]:
+        """The ``k`` passages nearest to ``vector``, optionally only from ``articles`` and dated in ``period``.
 
         One call to Chroma per question (it returns fewer than ``k`` passages when
         it holds fewer); the index is counted only when nothing came back.
         """
-        where: dict[str, Any] | None = None
-        if articles:
-            ids = list(articles)
-            where = {"article_id": ids[0]} if len(ids) == 1 else {"article_id": {"$in": ids}}
-        got = self.collection.query(query_embeddings=[list(vector)], n_results=k, where=where,
+        got = self.collection.query(query_embeddings=[list(vector)], n_results=k, where=where(articles, period),
                                     include=["documents", "metadatas", "distances"])
         if not got["ids"][0] and self.count() == 0:
             raise IndexNotReadyError("The index is empty. Add articles with `qa ingest FOLDER` first.")

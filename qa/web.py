@@ -2,12 +2,12 @@
 
     ┌ conversation ─────────────────────────────┐ ┌ Library ─────────────────┐
     │ question                                  │ │ articles to draw on  ☑ … │
-    │ answer, streamed; [n] markers             │ │ add .txt .md .html .pdf  │
-    │   Sources: [n] title — outlet             │ │ remove an article        │
-    │     "…context <mark>quote</mark> context…"│ ├ Settings ────────────────┤
-    │     ▸ whole passage  ▸ how it was made    │ │ model · passages · temp. │
-    │ [ Ask a question…              Ask/Stop ] │ └──────────────────────────┘
-    └───────────────────────────────────────────┘
+    │ answer, streamed; [n] markers             │ │ dated from [   ] to [   ] │
+    │   Sources: [n] title — outlet, date       │ │ add .txt .md .html .pdf  │
+    │     "…context <mark>quote</mark> context…"│ │ remove an article        │
+    │     ▸ whole passage  ▸ how it was made    │ ├ Settings ────────────────┤
+    │ [ Ask a question…              Ask/Stop ] │ │ model · passages · temp. │
+    └───────────────────────────────────────────┘ └──────────────────────────┘
 
 The conversation is a list of *turns* kept in the browser (``gr.BrowserState``,
 so it survives a reload): the question, the answer's text, citations and
@@ -26,8 +26,8 @@ with the ``/ask`` API); a waiting user sees their place in the queue. At most
 ``QA_QUEUE_SIZE`` requests wait (64 by default); one more is told at once that
 the page is busy and to try again.
 
-The API: ``/ask`` (question, history, articles) returns the JSON of
-``qa ask --json``; ``/add_articles`` adds files as the upload control does.
+The API: ``/ask`` (question, history, articles, and optionally since and until)
+returns the JSON of ``qa ask --json``; ``/add_articles`` adds files as the upload control does.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from .api import get_pipeline
 from .errors import QAError
 from .library import UPLOAD_SUFFIXES, Library
 from .llm import LLM, LlamaCppLLM, check_gguf
+from .period import Period
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,10 @@ def _highlighted(passage: str, quote: str, around: int | None = None) -> str:
 
 def _source_html(c: dict[str, Any]) -> str:
     number = int(c.get("number") or 0)
-    title, outlet, source = str(c.get("article") or ""), str(c.get("outlet") or ""), str(c.get("source") or "")
+    title, source = str(c.get("article") or ""), str(c.get("source") or "")
     quote, passage = str(c.get("quote") or ""), str(c.get("passage") or c.get("quote") or "")
-    meta = " — ".join(_e(x) for x in (outlet, source) if x)
+    about = ", ".join(str(c[key]) for key in ("outlet", "date") if c.get(key))
+    meta = " — ".join(_e(x) for x in (about, source) if x)
     return (f'<div class="qa-source"><div class="qa-source-head">[{number}] {_e(title)} '
             f'<span class="qa-source-meta">{meta}</span></div>'
             f'<div class="qa-context">{_highlighted(passage, quote, around=160)}</div>'
@@ -162,6 +164,8 @@ def _how_html(how: dict[str, Any]) -> str:
             return 0.0
 
     scope = how.get("scope") or "all articles"
+    if how.get("period"):
+        scope = f"{scope} dated {how['period']}"
     parts = [f"Searched {_e(scope)} for the {int(num('top_k'))} closest passages in {num('retrieval_s'):.2f} s."]
     tokens, first, total = num("tokens"), num("first_token_s"), num("total_s")
     if "tokens" in how:
@@ -202,11 +206,12 @@ def render_turn(turn: Turn) -> str:
     if status == "error":
         return f'<div class="qa-error">⚠️ {_e(text)}</div>'
     how = _how_html(turn.get("how") or {})
+    note = f'<div class="qa-note">{_e(turn["note"])}</div>' if turn.get("note") else ""
     citations = [c for c in turn.get("citations") or [] if isinstance(c, dict)]
     if not turn.get("answered") or not citations:
-        return f'<div class="qa-refusal">{_e(text)}</div>{how}'
+        return f'<div class="qa-refusal">{_e(text)}</div>{note}{how}'
     sources = "".join(_source_html(c) for c in citations)
-    return (f'<div class="qa-answer">{_with_markers(text)}</div>'
+    return (f'<div class="qa-answer">{_with_markers(text)}</div>{note}'
             f'<div class="qa-sources"><div class="qa-sources-title">Sources</div>{sources}</div>{how}')
 
 
@@ -234,7 +239,7 @@ def _finished(answer: Answer, how: dict[str, Any]) -> Turn:
     if support is not None:
         made["support"] = support
     return {"q": answer.question, "status": "done", "text": answer.text, "answered": answer.answered,
-            "citations": [c.to_dict() for c in answer.citations], "how": made}
+            "citations": [c.to_dict() for c in answer.citations], "how": made, "note": answer.note}
 
 
 def history_of(turns: Sequence[Turn]) -> list[dict[str, str]]:
@@ -310,9 +315,12 @@ def _article_label(row: dict[str, Any]) -> str:
     """
     >>> _article_label({"title": "Ferry back", "outlet": "Gazette", "date": "2024-03-14", "passages": 2})
     'Ferry back — Gazette, 2024-03-14 · 2 passages'
+    >>> _article_label({"title": "Ferry back", "outlet": "", "date": "", "passages": 1})
+    'Ferry back — no date · 1 passage'
     """
-    about = ", ".join(str(row[key]) for key in ("outlet", "date") if row.get(key))
-    return f"{row['title']}{f' — {about}' if about else ''} · {_count(int(row['passages']), 'passage')}"
+    about = [str(row["outlet"])] if row.get("outlet") else []
+    about.append(str(row.get("date") or "no date"))  # a period leaves the undated ones out
+    return f"{row['title']} — {', '.join(about)} · {_count(int(row['passages']), 'passage')}"
 
 
 def _md(text: str) -> str:
@@ -430,8 +438,10 @@ class ChatPage:
         return self.take_question(value, turns)
 
     def answer(self, turns: list[Turn] | None, model: str | None, top_k: float | None, temperature: float | None,
-               selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
-        """Answer the waiting question, streaming the answer into the conversation."""
+               selected: list[str] | None, since: str | None = None,
+               until: str | None = None) -> Iterator[tuple[Any, ...]]:
+        """Answer the waiting question (from the articles ``selected``, dated ``since``/``until``),
+        streaming the answer into the conversation."""
         turns = [t for t in turns or [] if isinstance(t, dict)]
         if not turns or turns[-1].get("status") != "waiting":
             yield render_chat(turns), turns
@@ -441,10 +451,13 @@ class ChatPage:
         yield render_chat(turns), turns
         try:
             articles, scope = self._scope(selected)
+            period = Period.of(since, until)
             pipeline = session_pipeline(self.pipeline_factory(), model, top_k, temperature)
             how = {"model": getattr(pipeline.llm, "name", "") or _base_model(pipeline).name,
-                   "top_k": pipeline.settings.top_k, "temperature": pipeline.settings.temperature, "scope": scope}
-            for item in pipeline.ask_stream(str(turn["q"]), history_of(turns[:-1]), articles):
+                   "top_k": pipeline.settings.top_k, "temperature": pipeline.settings.temperature, "scope": scope,
+                   "period": str(period or "")}
+            for item in pipeline.ask_stream(str(turn["q"]), history_of(turns[:-1]), articles,
+                                            since=since, until=until):
                 if isinstance(item, Answer):
                     turn = {**_finished(item, how), "q": turn["q"]}
                 else:
@@ -494,10 +507,14 @@ class ChatPage:
         return f"**{_md(model or '')}** is loaded and answers your next question."
 
     def ask_api(self, question: str, history: list[dict[str, str]] | None = None,
-                articles: list[str] | None = None) -> dict[str, Any]:
-        """Answer a question; returns {"text", "answered", "citations"} like `qa ask --json`."""
+                articles: list[str] | None = None, since: str | None = None,
+                until: str | None = None) -> dict[str, Any]:
+        """Answer a question; returns {"text", "answered", "citations"} like `qa ask --json`.
+
+        ``articles`` (file names) and the period ``since``/``until`` (YYYY-MM-DD) are optional."""
         try:
-            return self.pipeline_factory().ask(question, history or None, articles or None).to_dict()
+            return self.pipeline_factory().ask(question, history or None, articles or None,
+                                               since=since, until=until).to_dict()
         except QAError as exc:
             return {"text": str(exc), "answered": False, "citations": [], "error": str(exc)}
         except Exception:
@@ -533,6 +550,15 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
                     summary = gr.Markdown(elem_id="qa-library-summary")
                     library = gr.CheckboxGroup(label="Questions may draw on", choices=[], value=[],
                                                show_select_all=True, elem_id="qa-articles")
+                    # Text boxes rather than gr.DateTime, which keeps its last valid value when what is
+                    # typed is not a date: here a mistyped date gets a message in the conversation.
+                    with gr.Row(equal_height=True):
+                        since = gr.Textbox(label="Dated from", placeholder="YYYY-MM-DD", lines=1, max_lines=1,
+                                           max_length=40, elem_id="qa-since", min_width=120)
+                        until = gr.Textbox(label="to", placeholder="YYYY-MM-DD", lines=1, max_lines=1,
+                                           max_length=40, elem_id="qa-until", min_width=120)
+                    gr.Markdown("Both days included; either may stay empty. Once one is set, articles without a "
+                                "date are left out.", elem_id="qa-period-note")
                     upload = gr.File(label="Add articles: .txt, .md, .html or .pdf, up to 20 MB each",
                                      file_count="multiple", file_types=list(UPLOAD_SUFFIXES), type="filepath",
                                      elem_id="qa-upload", height=120)
@@ -552,7 +578,7 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
                     model_note = gr.Markdown("These settings are yours alone; other users keep theirs.")
 
         conversation = [chatbot, turns]
-        answer_inputs = [turns, model, top_k, temperature, library]
+        answer_inputs = [turns, model, top_k, temperature, library, since, until]
         answers = []
         for taken in (box.submit(page.take_question, [box, turns], [box, turns, chatbot], queue=False,
                                  api_visibility="private"),

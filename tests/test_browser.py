@@ -251,6 +251,29 @@ def test_examples_and_the_choice_of_articles(browser: Any, scripted_url: str) ->
     assert "Searched 1 of 6 articles" in _answers(page).nth(1).inner_text()
 
 
+def test_a_period_applies_to_the_questions_asked(browser: Any, scripted_url: str) -> None:
+    page = _open(browser, scripted_url)
+    assert "no date" in page.inner_text("#qa-articles")  # the seeds carry no date
+    page.fill("#qa-since input", "2030-01-01")
+    _ask(page, ZORBLAX_Q)
+    refusal = page.locator("#qa-chat .qa-refusal:has-text('No article is dated 2030-01-01 or later')")
+    refusal.wait_for(timeout=60_000)
+    assert "6 articles have no date and were left out." in page.inner_text("#qa-chat .bot")
+    _answers(page).first.locator("summary").click()
+    assert "Searched all 6 articles dated 2030-01-01 or later" in _answers(page).first.inner_text()
+
+    page.fill("#qa-since input", "")
+    page.fill("#qa-until input", "1 March")
+    _ask(page, ZORBLAX_Q)
+    page.wait_for_selector("#qa-chat .qa-error:has-text('is not a date written as YYYY-MM-DD')")
+
+    page.fill("#qa-until input", "")
+    _ask(page, ZORBLAX_Q)
+    _answers(page).nth(1).wait_for(timeout=60_000)
+    assert page.locator("#qa-chat .qa-source").count() == 1, "no period: the answer has its source"
+    assert "left out" not in page.locator("#qa-chat .bot").last.inner_text()
+
+
 def test_stop_queue_and_upload(browser: Any, scripted_url: str, tmp_path: Path) -> None:
     first, second = _open(browser, scripted_url), _open(browser, scripted_url)
     _ask(first, SLOW_Q)
@@ -280,7 +303,7 @@ def test_stop_queue_and_upload(browser: Any, scripted_url: str, tmp_path: Path) 
     text = status.inner_text()
     assert "notes.pdf is named .pdf but is not a PDF file" in text and "Nothing was changed" in text
     assert "Added Quimby mayor re-elected (1 passage) as uploads/Quimby_mayor.txt" in text
-    assert "Quimby mayor re-elected · 1 passage" in first.inner_text("#qa-articles")
+    assert "Quimby mayor re-elected — no date · 1 passage" in first.inner_text("#qa-articles")
     assert "7 articles" in first.inner_text("#qa-library-summary")
 
     first.locator("text=Remove an article").click()

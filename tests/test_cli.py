@@ -60,6 +60,21 @@ def test_ask_on_an_empty_index(tmp_path: Path, smollm_path: Path) -> None:
     _no_traceback(result)
 
 
+def test_ask_within_a_period_without_dated_articles(seeded_copy: Path, smollm_path: Path) -> None:
+    env = {"QA_DATA_DIR": str(seeded_copy), "QA_MODEL": str(smollm_path)}
+    result = qa("ask", "--since", "2020-01-01", "--until", "2020-12-31", "Who won?", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "No article is dated from 2020-01-01 to 2020-12-31, so there is nothing to answer from." in result.stdout
+    assert "(5 articles have no date and were left out.)" in result.stdout
+    data = json.loads(qa("ask", "--until", "2020-12-31", "--json", "Who won?", env=env).stdout)
+    assert (data["answered"], data["refused_by"], data["undated"]) == (False, "retrieval", 5)
+
+    bad = qa("ask", "--since", "2020-13-01", "Who won?", env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "qa: The since date '2020-13-01' is no day of the calendar (check the month and the day).")
+    _no_traceback(bad)
+
+
 @pytest.mark.slow
 def test_ingest_twice_then_ask_json(articles_dir: Path, smollm_path: Path, tmp_path: Path) -> None:
     env = {"QA_DATA_DIR": str(tmp_path / "cli-data"), "QA_MODEL": str(smollm_path)}

@@ -52,6 +52,17 @@ def test_sources_show_title_outlet_and_the_quote_highlighted_in_its_passage() ->
     assert "How this answer was made" in shown and "0.05 s" in shown and "21 tokens at 21.0 tokens/s" in shown
 
 
+def test_sources_show_the_articles_date_and_the_answer_its_note() -> None:
+    answer = Answer("Turnout was 88.4% [1].", True, [_citation(date="2024-03-14")], "Q?", undated=3)
+    shown = render_answer(answer)
+    assert "Outlet, 2024-03-14 — a.txt" in shown
+    assert '<div class="qa-note">3 articles have no date and were left out.</div>' in shown
+    assert "no date" not in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?"))
+    refused = render_answer(Answer("No article is dated 2030-01-01 or later, so there is nothing to answer from.",
+                                   False, [], "Q?", undated=1))
+    assert "qa-refusal" in refused and "1 article has no date and was left out." in refused
+
+
 def test_a_second_reading_is_told_in_the_how_detail() -> None:
     timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
     assert "read all of them" not in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
@@ -232,6 +243,20 @@ def test_a_question_the_articles_cannot_answer_is_refused(client) -> None:  # ty
 def test_an_empty_question_gets_a_message_not_a_crash(client) -> None:  # type: ignore[no-untyped-def]
     result = client.predict("   ", [], [], api_name="/ask")
     assert result["answered"] is False and "empty" in result["text"]
+
+
+@pytest.mark.slow
+def test_ask_within_a_period(client) -> None:  # type: ignore[no-untyped-def]
+    # the seeds have no date: a period leaves every one out, and the model is not asked
+    result = client.predict("Who led the coup regime?", [], [], "2020-01-01", api_name="/ask")
+    assert result["answered"] is False and result["refused_by"] == "retrieval"
+    assert result["text"] == "No article is dated 2020-01-01 or later, so there is nothing to answer from."
+    assert result["undated"] == 5 and result["note"] == "5 articles have no date and were left out."
+    named = client.predict("Who led the coup regime?", [], ["004_b78515448f06fa10.txt"], until="2020-12-31",
+                           api_name="/ask")
+    assert named["undated"] == 1 and "dated 2020-12-31 or earlier" in named["text"]
+    bad = client.predict("Who led the coup regime?", [], [], "2020-01-01", "2019-12-31", api_name="/ask")
+    assert bad["answered"] is False and "starts on 2020-01-01, after it ends" in bad["error"]
 
 
 @pytest.mark.slow
