@@ -6,19 +6,20 @@
 """
 
 from .answer import Answer, Citation
-from .api import ask, ask_stream, build_pipeline, ingest
+from .api import ask, ask_stream, build_pipeline, ingest, ingest_link
 from .config import Settings
 from .errors import (
     EmptyQuestionError,
     IndexBusyError,
     IndexNotReadyError,
+    LinkError,
     ModelNotFoundError,
     NoArticlesError,
     ProvisionError,
     QAError,
     UploadError,
 )
-from .ingest import IngestReport
+from .ingest import IngestReport, LinkResult
 from .pipeline import Pipeline
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "IndexBusyError",
     "IndexNotReadyError",
     "IngestReport",
+    "LinkError",
+    "LinkResult",
     "ModelNotFoundError",
     "NoArticlesError",
     "Pipeline",
@@ -39,4 +42,5 @@ __all__ = [
     "ask_stream",
     "build_pipeline",
     "ingest",
+    "ingest_link",
 ]
