@@ -125,7 +125,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 
 def checked_addresses(url: httpx.URL, allowed: AddressPolicy) -> list[IPAddress]:
     """The addresses of ``url``'s host, or :class:`LinkError` when any of them is not allowed."""
-    addresses = resolve(url.host, url.port or (443 if url.scheme == "https" else 80))
+    addresses = resolve(url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80))
     for address in addresses:
         if not allowed(address):
             raise LinkError(f"{url} leads to {url.host} ({address}), a private or local address: links into this "
@@ -149,13 +149,18 @@ def _redirect_target(current: httpx.URL, location: str) -> httpx.URL:
 
 
 @contextmanager
-def _get(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]) -> Iterator[httpx.Response]:
-    """GET ``url`` from the first of its checked addresses that accepts a connection."""
+def _get(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress],
+         deadline: float) -> Iterator[httpx.Response]:
+    """GET ``url`` from the first of its checked addresses that accepts a connection, by ``deadline``."""
     failure: httpx.ConnectError | None = None
     for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise httpx.ConnectTimeout("no time left for another address or redirect")
         request = client.build_request("GET", url.copy_with(host=str(address)),
                                        headers={"Host": url.netloc.decode("ascii")},
-                                       extensions={"sni_hostname": url.host})
+                                       timeout=httpx.Timeout(min(remaining, 10.0)),
+                                       extensions={"sni_hostname": url.raw_host.decode("ascii")})
         try:
             response = client.send(request, stream=True)
         except httpx.ConnectError as exc:
@@ -198,10 +203,9 @@ def fetch_page(url: str, *, allowed: AddressPolicy = is_public, timeout: float =
     current = web_url(asked)
     deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(follow_redirects=False, trust_env=False, headers=HEADERS,
-                          timeout=httpx.Timeout(min(timeout, 10.0))) as client:
+        with httpx.Client(follow_redirects=False, trust_env=False, headers=HEADERS) as client:
             for _ in range(max_redirects + 1):
-                with _get(client, current, checked_addresses(current, allowed)) as response:
+                with _get(client, current, checked_addresses(current, allowed), deadline) as response:
                     if response.is_redirect:
                         current = _redirect_target(current, response.headers["location"])
                         continue
