@@ -181,8 +181,8 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
         detail = f" ({'; '.join(f'{s.source}: {s.reason}' for s in skipped)})" if skipped else ""
         raise NoArticlesError(f"No readable .txt, .md, .html or .pdf article in {folder}{detail}. "
                               "Add article files there, or name another folder.")
-    linked, unreadable = load_linked(links_dir(data_dir))
     with ingest_lock(data_dir, store.url):
+        linked, unreadable = load_linked(links_dir(data_dir))  # under the lock: a link being added is whole
         if rebuild:
             store.reset()
         every = store.ids_by_article()
