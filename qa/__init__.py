@@ -6,12 +6,13 @@
 """
 
 from .answer import Answer, Citation
-from .api import ask, ask_stream, build_pipeline, ingest
+from .api import ask, ask_stream, build_pipeline, ingest, ingest_link
 from .config import Settings
 from .errors import (
     EmptyQuestionError,
     IndexBusyError,
     IndexNotReadyError,
+    LinkError,
     ModelNotFoundError,
     NoArticlesError,
     PeriodError,
@@ -19,7 +20,7 @@ from .errors import (
     QAError,
     UploadError,
 )
-from .ingest import IngestReport
+from .ingest import IngestReport, LinkResult
 from .pipeline import Pipeline
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "IndexBusyError",
     "IndexNotReadyError",
     "IngestReport",
+    "LinkError",
+    "LinkResult",
     "ModelNotFoundError",
     "NoArticlesError",
     "PeriodError",
@@ -41,4 +44,5 @@ __all__ = [
     "ask_stream",
     "build_pipeline",
     "ingest",
+    "ingest_link",
 ]

@@ -1,4 +1,4 @@
-"""The plain functions most users call: ``ask``, ``ask_stream``, ``ingest``.
+"""The plain functions most users call: ``ask``, ``ask_stream``, ``ingest``, ``ingest_link``.
 
 They share one process-wide :class:`~qa.pipeline.Pipeline`, built on first use
 from the environment (see :mod:`qa.config`), so models load once per process.
@@ -13,8 +13,10 @@ from pathlib import Path
 from .answer import Answer
 from .config import Settings, default_seeds_dir
 from .embedder import SentenceTransformerEmbedder
-from .ingest import IngestReport
+from .fetch import address_policy
+from .ingest import IngestReport, LinkResult
 from .ingest import ingest as ingest_folder
+from .ingest import ingest_link as ingest_page
 from .llm import LLM, LlamaCppLLM, OpenAICompatibleLLM
 from .period import DateLike
 from .pipeline import History, Pipeline
@@ -98,3 +100,14 @@ def ingest(folder: str | Path | None = None, *, rebuild: bool = False,
     return ingest_folder(Path(folder) if folder else default_seeds_dir(), pipeline.store, pipeline.embedder,
                          pipeline.settings.data_dir, pipeline.settings.chunking, progress=progress,
                          rebuild=rebuild)
+
+
+def ingest_link(url: str, *, progress: Callable[[int, int], None] | None = None) -> LinkResult:
+    """Fetch the article at the web address ``url`` and index it (again: only changes are applied).
+
+    Hosts on this machine or its network are refused unless ``QA_ALLOW_PRIVATE_LINKS=1``.
+    """
+    pipeline = get_pipeline()
+    settings = pipeline.settings
+    return ingest_page(url, pipeline.store, pipeline.embedder, settings.data_dir, settings.chunking,
+                       progress=progress, allowed=address_policy(settings.allow_private_links))

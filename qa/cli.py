@@ -2,6 +2,7 @@
 
     qa setup                 provision the default answering model into models/
     qa ingest [FOLDER]       index a folder of articles (default: seeds/)
+    qa ingest URL...         fetch the articles at these web addresses and index them
     qa ask "QUESTION"        answer from the articles, with sources (--since/--until DATE: dated articles only)
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
@@ -34,7 +35,7 @@ from .errors import QAError
 
 def _parser() -> argparse.ArgumentParser:
     from .checks import SWITCHABLE
-    from .config import PRESETS, default_seeds_dir
+    from .config import PRESETS
 
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of news articles with a local model; "
                                      "every answer cites the passages it came from.")
@@ -49,9 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("setup", help="provision the default answering model into the models folder")
 
-    ing = sub.add_parser("ingest", parents=[servers], help="index a folder of .txt, .md, .html and .pdf articles")
-    ing.add_argument("folder", nargs="?", type=Path, default=default_seeds_dir(),
-                     help="folder of articles (default: the bundled seeds/)")
+    ing = sub.add_parser("ingest", parents=[servers], help="index a folder of .txt, .md, .html and .pdf articles, "
+                         "or the articles at web addresses")
+    ing.add_argument("folder", nargs="*", metavar="FOLDER | URL",
+                     help="folder of articles (default: the bundled seeds/), or one or more http(s) addresses of "
+                          "articles")
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
 
     ask = sub.add_parser("ask", parents=[servers], help="answer a question from the indexed articles")
@@ -158,6 +161,35 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         _print_answer(answer, "".join(streamed) if stream else None)
     return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    """A folder (default: the seeds), or web addresses, each added on its own."""
+    from .api import ingest, ingest_link
+    from .config import default_seeds_dir
+    from .links import looks_like_url
+
+    urls = [t for t in args.folder if looks_like_url(t)]
+    if not urls:
+        if len(args.folder) > 1:
+            raise QAError("Name one folder to ingest (or web addresses of articles), not several.")
+        folder = Path(args.folder[0]) if args.folder else default_seeds_dir()
+        report = ingest(folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"))
+        print(report.summary())
+        return 0
+    if len(urls) < len(args.folder):
+        raise QAError("Name either one folder or web addresses of articles, not both.")
+    if args.rebuild:
+        raise QAError("--rebuild builds the index anew from a folder (and the pages added before); run "
+                      "`qa ingest --rebuild` alone, then add the addresses.")
+    failed = 0
+    for url in urls:
+        try:
+            print(ingest_link(url, progress=_progress_bar("Embedding")).summary(), flush=True)
+        except QAError as exc:
+            print(f"qa: {exc} Nothing was changed.", file=sys.stderr, flush=True)
+            failed += 1
+    return 2 if failed else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -338,11 +370,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Embedding model: {default_embedder_path()}")
         return 0
     if args.command == "ingest":
-        from .api import ingest
-
-        report = ingest(args.folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"))
-        print(report.summary())
-        return 0
+        return _ingest(args)
     if args.command == "ask":
         return _ask(args)
     if args.command == "articles":
@@ -350,7 +378,7 @@ def _run(args: argparse.Namespace) -> int:
 
         rows = get_pipeline().store.articles()
         if not rows:
-            print("The index is empty. Add articles with `qa ingest FOLDER`.")
+            print("The index is empty. Add articles with `qa ingest FOLDER` or `qa ingest URL`.")
         for row in rows:
             about = " · ".join(str(row[key]) for key in ("outlet", "author", "date") if row[key])
             print(f"{row['source']}: {row['title']}{f' — {about}' if about else ''} ({row['passages']} passages)")

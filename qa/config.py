@@ -20,6 +20,7 @@ defaults (there is one place where a default is decided: here).
 | QA_QUEUE_SIZE   | 64 questions waiting on the chat page, at most  |
 | QA_PROMPT       | grounded: prose answers with [n] (or json)      |
 | QA_WITHOUT      | none: checks to switch off, e.g. ``judge,time`` |
+| QA_ALLOW_PRIVATE_LINKS | 0: links into this machine's network refused |
 
 With ``QA_CHROMA_URL=http://HOST:PORT`` the passages live on a Chroma server
 (``chroma run``); with ``QA_LLM_URL=http://HOST:PORT/v1`` answers come from an
@@ -83,6 +84,16 @@ def check_url(name: str, value: str | None, *, api_path: str = "") -> str | None
     if api_path and not parts.path:
         value += api_path
     return value
+
+
+def _env_flag(name: str) -> bool:
+    """A yes-or-no setting: 1, true or yes; 0, false, no or unset."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}.")
 
 
 def _env_checks(name: str) -> frozenset[str]:
@@ -161,6 +172,8 @@ class Settings:
     llm_key: str | None = field(default_factory=lambda: _env_str("QA_LLM_KEY"), repr=False)
     # Questions the chat page holds while the model answers another; one more is told the page is busy.
     queue_size: int = field(default_factory=lambda: _env_int("QA_QUEUE_SIZE") or 64)
+    # Fetch links whose host is on this machine or its network (qa.fetch); off, a link cannot reach them.
+    allow_private_links: bool = field(default_factory=lambda: _env_flag("QA_ALLOW_PRIVATE_LINKS"))
 
     def __post_init__(self) -> None:
         if self.model_path == Path():

@@ -11,6 +11,7 @@ page) print the message and never a traceback.
      ├── IndexNotReadyError      nothing has been ingested yet, or the store is broken
      ├── IndexBusyError          another ingest holds the data directory
      ├── UploadError             a file added on the chat page was refused
+     ├── LinkError               a web address could not be added as an article
      ├── ProvisionError          assembling the default model failed
      ├── ConfigError             a setting (an environment variable or flag) is malformed
      ├── PeriodError             a question's period has a malformed date, or starts after it ends
@@ -46,6 +47,10 @@ class IndexBusyError(QAError):
 
 class UploadError(QAError):
     """A file added on the chat page was refused; nothing was changed."""
+
+
+class LinkError(QAError):
+    """A web address could not be fetched, or its page is not an article; nothing was changed."""
 
 
 class ProvisionError(QAError):

@@ -18,6 +18,12 @@ into one server should be run from one place).
 Articles added on the chat page live apart, in ``<data dir>/uploads/``, with
 ids starting ``uploads/``; ingesting a folder leaves them alone (see
 :mod:`qa.library`).
+
+Articles added by their web address (:func:`ingest_link`) have their address as
+id, and their pages kept in ``<data dir>/links/`` (:mod:`qa.links`). A folder
+ingest reads those copies along with the folder, so it never removes a linked
+article whose copy is kept, ``--rebuild`` included; adding a link touches no
+other article.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from .articles import Article, Skipped, load_folder
 from .chunking import DEFAULT_CHUNKING, Chunking, split_passages
 from .embedder import Embedder
 from .errors import IndexBusyError, NoArticlesError
+from .fetch import AddressPolicy, fetch_page, is_public
+from .links import links_dir, load_linked, read_page, stage_page
 from .retrieval import KeywordIndex
 from .store import ChromaStore, Passage
 
@@ -72,6 +80,7 @@ class IngestReport:
     """What an ingest did."""
 
     articles: int = 0
+    links: int = 0  # of the articles, how many were added by their web address
     added: int = 0
     replaced: int = 0
     removed: int = 0
@@ -79,7 +88,8 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
 
     def summary(self) -> str:
-        line = (f"{self.articles} articles: {self.added} passages added, {self.replaced} replaced, "
+        linked = f" ({self.links} of them added by link)" if self.links else ""
+        line = (f"{self.articles} articles{linked}: {self.added} passages added, {self.replaced} replaced, "
                 f"{self.removed} removed ({self.unchanged} articles unchanged)")
         if self.skipped:
             line += "; skipped " + ", ".join(f"{s.source} ({s.reason})" for s in self.skipped)
@@ -172,12 +182,14 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
         raise NoArticlesError(f"No readable .txt, .md, .html or .pdf article in {folder}{detail}. "
                               "Add article files there, or name another folder.")
     with ingest_lock(data_dir, store.url):
+        linked, unreadable = load_linked(links_dir(data_dir))  # under the lock: a link being added is whole
         if rebuild:
             store.reset()
         every = store.ids_by_article()
         stored = {a: ids for a, ids in every.items() if not a.startswith(UPLOAD_PREFIX)}
-        plan = plan_ingest(articles, stored, chunking)
-        plan.report.skipped = skipped
+        plan = plan_ingest(articles + linked, stored, chunking)
+        plan.report.links = len(linked)
+        plan.report.skipped = skipped + unreadable
         apply_plan(plan, store, embedder, progress, batch_size)
         stored_ids = [i for ids in every.values() for i in ids]
         if not plan.is_noop or not KeywordIndex(data_dir / "keyword").matches(stored_ids):
@@ -200,3 +212,48 @@ def apply_plan(plan: Plan, store: ChromaStore, embedder: Embedder, progress: Pro
         if progress:
             progress(min(i + batch_size, total), total)
     store.delete(plan.to_delete)
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """One article added by its web address."""
+
+    article_id: str  # its canonical address
+    title: str
+    passages: int
+    replaced: bool  # it was in the index already
+    changed: bool  # its passages changed (False: added again as it was)
+
+    def summary(self) -> str:
+        if not self.changed:
+            return f"Already in the index, unchanged: {self.title} ({self.article_id})."
+        verb = "Updated" if self.replaced else "Added"
+        return f"{verb} {self.title} ({self.passages} passages) as {self.article_id}."
+
+
+def ingest_link(url: str, store: ChromaStore, embedder: Embedder, data_dir: Path,
+                chunking: Chunking = DEFAULT_CHUNKING, progress: Progress | None = None, *,
+                allowed: AddressPolicy = is_public) -> LinkResult:
+    """Fetch the article at ``url`` and index it under its canonical address, keeping a copy of its page.
+
+    A page that cannot be fetched or is not an article raises :class:`~qa.errors.LinkError` before
+    anything is written. ``allowed`` decides which addresses may be fetched (:mod:`qa.fetch`).
+    """
+    page = fetch_page(url, allowed=allowed)
+    article = read_page(page)
+    with ingest_lock(data_dir, store.url):
+        old = store.passage_ids(article.id)
+        plan = plan_ingest([article], {article.id: old} if old else {}, chunking, prune=False)
+        staged = stage_page(links_dir(data_dir), article.id, page)
+        try:
+            apply_plan(plan, store, embedder, progress)
+            staged.commit()
+        except BaseException:
+            store.delete([p.id for p in plan.to_add])
+            staged.discard()
+            raise
+        finally:
+            if not plan.is_noop:
+                sync_keyword(store, data_dir)
+    passages = len(old) + plan.report.added - plan.report.replaced
+    return LinkResult(article.id, article.title, passages, replaced=bool(old), changed=not plan.is_noop)

@@ -15,8 +15,13 @@ An upload is checked completely before anything is written::
         ▼
     UploadResult
 
-Removing an article deletes its passages (and, for an upload, its file). An
-article of an ingested folder comes back when that folder is ingested again.
+An article added by its web address (:meth:`Library.add_link`, see
+:mod:`qa.links`) is fetched and checked completely before anything is written,
+the same way.
+
+Removing an article deletes its passages (and, for an upload or a link, its
+kept copy). An article of an ingested folder comes back when that folder is
+ingested again.
 """
 
 from __future__ import annotations
@@ -35,7 +40,18 @@ from .articles import MAX_FILE_BYTES, Skipped, article_from_bytes, load_folder
 from .chunking import DEFAULT_CHUNKING, Chunking
 from .embedder import Embedder
 from .errors import QAError, UploadError
-from .ingest import UPLOAD_PREFIX, IngestReport, apply_plan, ingest_lock, plan_ingest, sync_keyword
+from .fetch import AddressPolicy, is_public
+from .ingest import (
+    UPLOAD_PREFIX,
+    IngestReport,
+    LinkResult,
+    apply_plan,
+    ingest_link,
+    ingest_lock,
+    plan_ingest,
+    sync_keyword,
+)
+from .links import is_link, links_dir, remove_page
 from .store import ChromaStore
 
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES
@@ -128,11 +144,12 @@ class Library:
     """The indexed articles, and the files added on the page, over one store."""
 
     def __init__(self, store: ChromaStore, embedder: Embedder, data_dir: Path,
-                 chunking: Chunking = DEFAULT_CHUNKING) -> None:
+                 chunking: Chunking = DEFAULT_CHUNKING, allowed: AddressPolicy = is_public) -> None:
         self.store = store
         self.embedder = embedder
         self.data_dir = data_dir
         self.chunking = chunking
+        self.allowed = allowed  # the addresses a link may be fetched from (qa.fetch)
         self._rows: list[dict[str, Any]] | None = None
         self._rows_count = -1
         self._lock = threading.Lock()
@@ -199,8 +216,16 @@ class Library:
         passages = len(old) + plan.report.added - plan.report.replaced
         return UploadResult(article_id, article.title, passages, replaced=bool(old))
 
+    def add_link(self, url: str, progress: Callable[[int, int], None] | None = None) -> LinkResult:
+        """Fetch, check and index the article at the web address ``url``, keeping a copy of its page."""
+        try:
+            return ingest_link(url, self.store, self.embedder, self.data_dir, self.chunking, progress,
+                               allowed=self.allowed)
+        finally:
+            self._changed()
+
     def remove(self, article_id: str) -> int:
-        """Delete an article's passages (and its file, for an upload); return how many passages went."""
+        """Delete an article's passages (and its kept copy, for an upload or a link); return how many went."""
         with ingest_lock(self.data_dir, self.store.url):
             removed = self.store.delete_article(article_id)
             file_removed = False
@@ -208,6 +233,8 @@ class Library:
                 path = self._upload_path(article_id[len(UPLOAD_PREFIX):])
                 file_removed = path.is_file()
                 path.unlink(missing_ok=True)
+            elif is_link(article_id):
+                file_removed = remove_page(links_dir(self.data_dir), article_id)
             if removed:
                 sync_keyword(self.store, self.data_dir)
             self._changed()

@@ -4,10 +4,11 @@
     │ question                                  │ │ articles to draw on  ☑ … │
     │ answer, streamed; [n] markers             │ │ dated from [   ] to [   ] │
     │   Sources: [n] title — outlet, date       │ │ add .txt .md .html .pdf  │
-    │     "…context <mark>quote</mark> context…"│ │ remove an article        │
-    │     ▸ whole passage  ▸ how it was made    │ ├ Settings ────────────────┤
-    │ [ Ask a question…              Ask/Stop ] │ │ model · passages · temp. │
-    └───────────────────────────────────────────┘ └──────────────────────────┘
+    │     "…context <mark>quote</mark> context…"│ │ add a link [https://… ]  │
+    │     ▸ whole passage  ▸ how it was made    │ │ remove an article        │
+    │ [ Ask a question…              Ask/Stop ] │ ├ Settings ────────────────┤
+    └───────────────────────────────────────────┘ │ model · passages · temp. │
+                                                  └──────────────────────────┘
 
 The conversation is a list of *turns* kept in the browser (``gr.BrowserState``,
 so it survives a reload): the question, the answer's text, citations and
@@ -27,7 +28,8 @@ with the ``/ask`` API); a waiting user sees their place in the queue. At most
 the page is busy and to try again.
 
 The API: ``/ask`` (question, history, articles, and optionally since and until)
-returns the JSON of ``qa ask --json``; ``/add_articles`` adds files as the upload control does.
+returns the JSON of ``qa ask --json``; ``/add_articles`` adds files as the upload control does, and
+``/add_link`` an article by its web address as the "Add a link" box does.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ import gradio as gr
 from .answer import Answer
 from .api import get_pipeline
 from .errors import QAError
+from .fetch import address_policy
 from .library import UPLOAD_SUFFIXES, Library
+from .links import is_link
 from .llm import LLM, LlamaCppLLM, check_gguf
 from .period import Period
 from .pipeline import Pipeline
@@ -346,7 +350,8 @@ class ChatPage:
     def library(self) -> Library:
         if self._library is None:
             p = self.pipeline_factory()
-            self._library = Library(p.store, p.embedder, p.settings.data_dir, p.settings.chunking)
+            self._library = Library(p.store, p.embedder, p.settings.data_dir, p.settings.chunking,
+                                    address_policy(p.settings.allow_private_links))
         return self._library
 
     # library panel
@@ -398,6 +403,42 @@ class ChatPage:
         summary, choice, remove, status = self.library_updates(chosen, "  \n".join(lines))
         return summary, choice, remove, status, None
 
+    def add_link(self, url: str | None, selected: list[str] | None,
+                 progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
+        """Add the article at a web address to the index; the status line says what happened."""
+        url = (url or "").strip()
+        if not url:
+            summary, choice, remove, status = self.library_updates(selected, "Paste the address of an article "
+                                                                             "(https://…) to add it.")
+            return summary, choice, remove, status, gr.skip()
+        progress(0.0, desc=f"Fetching {url}")
+
+        def report(done: int, total: int) -> None:
+            progress(done / max(1, total), desc=f"Embedding: {done}/{total} passages")
+
+        try:
+            result = self.library.add_link(url, progress=report)
+        except QAError as exc:
+            summary, choice, remove, status = self.library_updates(selected, f"❌ {_md(str(exc))} Nothing was "
+                                                                             "changed.")
+            return summary, choice, remove, status, gr.skip()
+        except Exception:
+            log.exception("adding the link %s failed", url)
+            summary, choice, remove, status = self.library_updates(
+                selected, f"❌ {_md(url)} could not be added (an unexpected error; see the server log). "
+                          "Nothing was changed.")
+            return summary, choice, remove, status, gr.skip()
+        if not result.changed:
+            line = f"Already in the library, unchanged: **{_md(result.title)}** ({_md(result.article_id)})."
+        else:
+            verb = "Updated" if result.replaced else "Added"
+            line = (f"✅ {verb} **{_md(result.title)}** ({_count(result.passages, 'passage')}) from "
+                    f"{_md(result.article_id)}.")
+        chosen = list(selected or [])
+        chosen += [result.article_id] if result.article_id not in chosen else []
+        summary, choice, remove, status = self.library_updates(chosen, line)
+        return summary, choice, remove, status, ""
+
     def remove_article(self, article_id: str | None, selected: list[str] | None) -> tuple[Any, ...]:
         if not article_id:
             return self.library_updates(selected, "Choose the article to remove first.")
@@ -405,7 +446,7 @@ class ChatPage:
             removed = self.library.remove(article_id)
         except QAError as exc:
             return self.library_updates(selected, f"❌ {_md(str(exc))}")
-        note = ("" if article_id.startswith("uploads/") else
+        note = ("" if article_id.startswith("uploads/") or is_link(article_id) else
                 " It comes back if its folder is ingested again.")
         return self.library_updates(selected, f"Removed {_md(article_id)} from the index "
                                               f"({_count(removed, 'passage')}).{note}")
@@ -562,6 +603,9 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
                     upload = gr.File(label="Add articles: .txt, .md, .html or .pdf, up to 20 MB each",
                                      file_count="multiple", file_types=list(UPLOAD_SUFFIXES), type="filepath",
                                      elem_id="qa-upload", height=120)
+                    link = gr.Textbox(label="Add a link", placeholder="https://… the address of an article",
+                                      lines=1, max_lines=1, max_length=2000, submit_btn="Add",
+                                      elem_id="qa-link")
                     status = gr.Markdown(elem_id="qa-library-status")
                     with gr.Accordion("Remove an article", open=False):
                         to_remove = gr.Dropdown(label="Article", choices=[], value=None, elem_id="qa-remove-choice")
@@ -596,6 +640,8 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
         library_outputs = [summary, library, to_remove, status]
         upload.upload(page.add_files, [upload, library], [*library_outputs, upload], concurrency_id="library",
                       concurrency_limit=1, api_name="add_articles")
+        link.submit(page.add_link, [link, library], [*library_outputs, link], concurrency_id="library",
+                    concurrency_limit=1, api_name="add_link")
         remove.click(page.remove_article, [to_remove, library], library_outputs, concurrency_id="library",
                      concurrency_limit=1, api_visibility="private")
 

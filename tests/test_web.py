@@ -185,7 +185,8 @@ def server(seeded_dir: Path, embedder, smollm,  # type: ignore[no-untyped-def]
 
     root = tmp_path_factory.mktemp("web")
     shutil.copytree(seeded_dir, root / "data")
-    settings = Settings(data_dir=root / "data", models_dir=root / "models")
+    # links to the loopback test site are allowed here; the address policy is tested in test_links.py
+    settings = Settings(data_dir=root / "data", models_dir=root / "models", allow_private_links=True)
     pipeline = Pipeline(ChromaStore(settings.chroma_dir, embedder_name=embedder.name), embedder, smollm, settings)
     app = build_app(lambda: pipeline)
     port = free_port()
@@ -284,3 +285,38 @@ def test_upload_then_ask_about_the_uploaded_article(client, server, tmp_path: Pa
     assert {c["source"] for c in result["citations"]} <= {"uploads/Zorblax_festival.md"}
     passages = pipeline.retrieve("How many visitors did the Zorblax festival in Quimby draw?")
     assert passages[0].article_id == "uploads/Zorblax_festival.md", "the upload is searched at once"
+
+
+@pytest.mark.slow
+def test_add_a_link_then_ask_about_it(client, server) -> None:  # type: ignore[no-untyped-def]
+    from qa.library import Library
+
+    from .test_links import CANONICAL_PATH, NOT_AN_ARTICLE, STORY, Site
+
+    _, pipeline = server
+    site = Site()
+    url = site.page(CANONICAL_PATH, STORY)
+    before = pipeline.store.ids_by_article()
+    try:
+        summary, chosen, _, status, box = client.predict(site.page("/home", NOT_AN_ARTICLE), [],
+                                                         api_name="/add_link")
+        assert "does not look like an article" in status and "Nothing was changed" in status
+        assert pipeline.store.ids_by_article() == before
+
+        summary, chosen, _, status, box = client.predict(url, [], api_name="/add_link")
+        assert re.search(r"Added \*\*Ferry line returns after winter repairs\*\* \(\d+ passages?\) from", status)
+        assert chosen["value"] == [url] and box == "" and f"{len(before) + 1} articles" in summary
+        summary, chosen, _, status, box = client.predict(url + "?utm_source=feed", [], api_name="/add_link")
+        assert status.startswith("Already in the library, unchanged") and len(pipeline.store.ids_by_article()) == \
+            len(before) + 1
+
+        result = client.predict("How many timber piles did the engineers replace at the ferry landing?", [],
+                                [url], api_name="/ask")
+        _well_formed(result)
+        assert {c["source"] for c in result["citations"]} <= {url}
+        passages = pipeline.retrieve("How many timber piles did the engineers replace at the ferry landing?")
+        assert passages[0].article_id == url, "the linked article is searched at once"
+    finally:
+        site.close()
+        if url in pipeline.store.ids_by_article():
+            Library(pipeline.store, pipeline.embedder, pipeline.settings.data_dir).remove(url)
