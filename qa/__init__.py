@@ -6,7 +6,7 @@
 """
 
 from .answer import Answer, Citation
-from .api import ask, ask_stream, build_pipeline, ingest
+from .api import ask, ask_stream, build_pipeline, ingest, watch_folder
 from .config import Settings
 from .errors import (
     EmptyQuestionError,
@@ -39,4 +39,5 @@ __all__ = [
     "ask_stream",
     "build_pipeline",
     "ingest",
+    "watch_folder",
 ]

@@ -1,7 +1,7 @@
 """The ``qa`` command.
 
     qa setup                 provision the default answering model into models/
-    qa ingest [FOLDER]       index a folder of articles (default: seeds/)
+    qa ingest [FOLDER]       index a folder of articles (default: seeds/); --watch: keep it in step
     qa ask "QUESTION"        answer from the articles, with sources
     qa articles              list the indexed articles
     qa serve                 start the chat page (http://127.0.0.1:7860)
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("folder", nargs="?", type=Path, default=default_seeds_dir(),
                      help="folder of articles (default: the bundled seeds/)")
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
+    ing.add_argument("--watch", action="store_true",
+                     help="then keep watching the folder and apply articles added, edited and removed, "
+                          "until Ctrl+C")
 
     ask = sub.add_parser("ask", parents=[servers], help="answer a question from the indexed articles")
     ask.add_argument("question")
@@ -319,6 +322,17 @@ def _judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from .api import watch_folder
+
+    try:
+        watch_folder(args.folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"),
+                     say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"Stopped watching {args.folder}.", flush=True)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         from .config import Settings
@@ -329,6 +343,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Answering model: {path}")
         print(f"Embedding model: {default_embedder_path()}")
         return 0
+    if args.command == "ingest" and args.watch:
+        return _watch(args)
     if args.command == "ingest":
         from .api import ingest
 
