@@ -6,7 +6,7 @@
 """
 
 from .answer import Answer, Citation
-from .api import ask, ask_stream, build_pipeline, ingest, ingest_link
+from .api import ask, ask_stream, build_pipeline, ingest, ingest_link, watch_folder
 from .config import Settings
 from .errors import (
     EmptyQuestionError,
@@ -45,4 +45,5 @@ __all__ = [
     "build_pipeline",
     "ingest",
     "ingest_link",
+    "watch_folder",
 ]

@@ -1,4 +1,5 @@
-"""The plain functions most users call: ``ask``, ``ask_stream``, ``ingest``, ``ingest_link``.
+"""The plain functions most users call: ``ask``, ``ask_stream``, ``ingest``, ``ingest_link``,
+``watch_folder``.
 
 They share one process-wide :class:`~qa.pipeline.Pipeline`, built on first use
 from the environment (see :mod:`qa.config`), so models load once per process.
@@ -111,3 +112,17 @@ def ingest_link(url: str, *, progress: Callable[[int, int], None] | None = None)
     settings = pipeline.settings
     return ingest_page(url, pipeline.store, pipeline.embedder, settings.data_dir, settings.chunking,
                        progress=progress, allowed=address_policy(settings.allow_private_links))
+
+
+def watch_folder(folder: str | Path | None = None, *, rebuild: bool = False,
+                 progress: Callable[[int, int], None] | None = None,
+                 say: Callable[[str], None] = print) -> IngestReport:
+    """Index ``folder`` (default: the bundled ``seeds/``), then keep the index in step with it as
+    articles are added, edited and removed, until Ctrl+C (:class:`KeyboardInterrupt`) or the folder
+    goes away. ``say`` gets one line per change applied. Returns the first ingest's report."""
+    from .watch import follow_folder
+
+    pipeline = get_pipeline()
+    return follow_folder(Path(folder) if folder else default_seeds_dir(), pipeline.store, pipeline.embedder,
+                         pipeline.settings.data_dir, pipeline.settings.chunking, say=say, progress=progress,
+                         rebuild=rebuild)

@@ -49,7 +49,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -424,7 +424,16 @@ def walk_folder(folder: Path) -> tuple[list[Path], list[Skipped]]:
     but a link that loops (to itself, or to a folder that contains it) or leads nowhere is
     reported, as is an article-named entry that is not a regular file (a pipe, a device).
     """
-    found: list[Path] = []
+    return walk_paths(folder, [folder])
+
+
+def walk_paths(folder: Path, paths: Iterable[Path]) -> tuple[list[Path], list[Skipped]]:
+    """The article files among ``paths`` below ``folder``, as :func:`walk_folder` finds them.
+
+    A folder among the paths gives every article file in it; a path that is gone, hidden
+    (or in a hidden folder), or not an article file gives nothing.
+    """
+    found: dict[Path, None] = {}
     skipped: list[Skipped] = []
 
     def name(path: Path, is_dir: bool = False) -> str:
@@ -438,34 +447,43 @@ def walk_folder(folder: Path) -> tuple[list[Path], list[Skipped]]:
             skipped.append(Skipped(name(directory, True), f"unreadable folder ({exc.strerror or exc})"))
             return
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = Path(entry.path)
-            suffix = path.suffix.lower()
-            try:
-                info = path.stat()  # follows symbolic links
-            except OSError as exc:
-                if entry.is_symlink() and (suffix in SUFFIXES or not suffix):
-                    looped = exc.errno == errno.ELOOP
-                    skipped.append(Skipped(name(path), "a symbolic link loop" if looped else
-                                           "a symbolic link to nothing (its target is missing)"))
-                elif suffix in SUFFIXES:
-                    skipped.append(Skipped(name(path), f"unreadable ({exc.strerror or exc})"))
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                key = (info.st_dev, info.st_ino)
-                if key in ancestors:
-                    skipped.append(Skipped(name(path, True), "a symbolic link loop (a folder that contains itself)"))
-                else:
-                    visit(path, ancestors | {key})
-            elif suffix in SUFFIXES:
-                if stat.S_ISREG(info.st_mode):
-                    found.append(path)
-                else:
-                    skipped.append(Skipped(name(path), "not a regular file (a pipe or a device)"))
+            if not entry.name.startswith("."):
+                consider(Path(entry.path), ancestors)
 
-    root = folder.stat()
-    visit(folder, frozenset({(root.st_dev, root.st_ino)}))
+    def consider(path: Path, ancestors: frozenset[tuple[int, int]]) -> None:
+        suffix = path.suffix.lower()
+        try:
+            info = path.stat()  # follows symbolic links
+        except OSError as exc:
+            if path.is_symlink() and (suffix in SUFFIXES or not suffix):
+                looped = exc.errno == errno.ELOOP
+                skipped.append(Skipped(name(path), "a symbolic link loop" if looped else
+                                       "a symbolic link to nothing (its target is missing)"))
+            elif suffix in SUFFIXES and exc.errno != errno.ENOENT:
+                skipped.append(Skipped(name(path), f"unreadable ({exc.strerror or exc})"))
+            return
+        if stat.S_ISDIR(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                skipped.append(Skipped(name(path, True), "a symbolic link loop (a folder that contains itself)"))
+            else:
+                visit(path, ancestors | {key})
+        elif suffix in SUFFIXES:
+            if stat.S_ISREG(info.st_mode):
+                found[path] = None
+            else:
+                skipped.append(Skipped(name(path), "not a regular file (a pipe or a device)"))
+
+    for path in paths:
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            continue
+        try:  # the folders that hold it, to recognise a link back up to one of them
+            ancestors = frozenset((i.st_dev, i.st_ino) for i in (folder.joinpath(*parts[:n]).stat()
+                                                                   for n in range(len(parts))))
+        except OSError:
+            continue  # its folder is gone: so is it
+        consider(path, ancestors)
     return sorted(found, key=lambda p: p.relative_to(folder).parts), skipped
 
 
@@ -476,9 +494,15 @@ def list_article_files(folder: Path) -> list[Path]:
 
 def load_folder(folder: Path) -> tuple[list[Article], list[Skipped]]:
     """Read every article below ``folder``."""
+    return load_paths(folder, [folder])
+
+
+def load_paths(folder: Path, paths: Iterable[Path]) -> tuple[list[Article], list[Skipped]]:
+    """Read the articles at ``paths`` below ``folder`` (a folder among them: every article in it),
+    with the ids :func:`load_folder` gives them."""
     articles: list[Article] = []
-    paths, skipped = walk_folder(folder)
-    for path in paths:
+    files, skipped = walk_paths(folder, paths)
+    for path in files:
         result = read_article(path, path.relative_to(folder).as_posix())
         (articles if isinstance(result, Article) else skipped).append(result)  # type: ignore[arg-type]
     return articles, sorted(skipped, key=lambda s: s.source)

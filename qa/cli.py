@@ -1,7 +1,7 @@
 """The ``qa`` command.
 
     qa setup                 provision the default answering model into models/
-    qa ingest [FOLDER]       index a folder of articles (default: seeds/)
+    qa ingest [FOLDER]       index a folder of articles (default: seeds/); --watch: keep it in step
     qa ingest URL...         fetch the articles at these web addresses and index them
     qa ask "QUESTION"        answer from the articles, with sources (--since/--until DATE: dated articles only)
     qa articles              list the indexed articles
@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder of articles (default: the bundled seeds/), or one or more http(s) addresses of "
                           "articles")
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
+    ing.add_argument("--watch", action="store_true",
+                     help="then keep watching the folder and apply articles added, edited and removed, "
+                          "until Ctrl+C")
 
     ask = sub.add_parser("ask", parents=[servers], help="answer a question from the indexed articles")
     ask.add_argument("question")
@@ -359,6 +362,17 @@ def _judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from .api import watch_folder
+
+    try:
+        watch_folder(args.folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"),
+                     say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"Stopped watching {args.folder}.", flush=True)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "setup":
         from .config import Settings
@@ -369,6 +383,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Answering model: {path}")
         print(f"Embedding model: {default_embedder_path()}")
         return 0
+    if args.command == "ingest" and args.watch:
+        return _watch(args)
     if args.command == "ingest":
         return _ingest(args)
     if args.command == "ask":

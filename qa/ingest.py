@@ -7,7 +7,8 @@ new passages are written first and the stale ones deleted after, so a run
 killed at any point leaves at worst some extra passages, which the next run
 removes; the keyword index is rebuilt whenever it does not cover exactly the
 stored passages, so the next run repairs it too. Articles that disappeared
-from the folder lose their passages.
+from the folder lose their passages. :func:`apply_changes` does the same for a
+few changed paths of a folder, reading only those (``qa ingest --watch``).
 
 One ingest at a time per index: a second one is refused with a message
 rather than interleaving its writes. The lock is a file in the data
@@ -32,17 +33,17 @@ import fcntl
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .articles import Article, Skipped, load_folder
+from .articles import Article, Skipped, load_folder, load_paths
 from .chunking import DEFAULT_CHUNKING, Chunking, split_passages
 from .embedder import Embedder
 from .errors import IndexBusyError, NoArticlesError
 from .fetch import AddressPolicy, fetch_page, is_public
-from .links import links_dir, load_linked, read_page, stage_page
+from .links import is_link, links_dir, load_linked, read_page, stage_page
 from .retrieval import KeywordIndex
 from .store import ChromaStore, Passage
 
@@ -174,22 +175,67 @@ def ingest(folder: Path, store: ChromaStore, embedder: Embedder, data_dir: Path,
     The keyword index in ``data_dir`` is rebuilt from the store afterwards, so
     both always cover the same passages.
     """
-    if not folder.is_dir():
-        raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md, .html or .pdf articles.")
+    check_folder(folder)
     articles, skipped = load_folder(folder)
     if not articles:
         detail = f" ({'; '.join(f'{s.source}: {s.reason}' for s in skipped)})" if skipped else ""
         raise NoArticlesError(f"No readable .txt, .md, .html or .pdf article in {folder}{detail}. "
                               "Add article files there, or name another folder.")
+    return _update(articles, skipped, lambda article_id: True, store, embedder, data_dir, chunking, progress,
+                   batch_size, rebuild, with_links=True)
+
+
+def apply_changes(folder: Path, paths: Iterable[Path], store: ChromaStore, embedder: Embedder, data_dir: Path,
+                  chunking: Chunking = DEFAULT_CHUNKING, progress: Progress | None = None,
+                  batch_size: int = 64) -> IngestReport:
+    """Bring the index up to date with these changed ``paths`` below ``folder``.
+
+    A path may be a file or a folder, added, edited or gone; the index ends as
+    :func:`ingest` of the whole folder would leave it, but only these paths are
+    read. A path that is not an article file (or a folder) changes nothing.
+    """
+    paths = list(paths)
+    changed = {p.relative_to(folder).as_posix() for p in paths}
+    articles, skipped = load_paths(folder, paths)
+    return _update(articles, skipped, lambda article_id: is_below(article_id, changed), store, embedder,
+                   data_dir, chunking, progress, batch_size)
+
+
+def is_below(article_id: str, paths: Iterable[str]) -> bool:
+    """Is the article at one of these relative paths, or in one of these folders (``.``: the whole folder)?
+
+    >>> is_below("2024/a.txt", ["2024"]), is_below("2024b.txt", ["2024"]), is_below("b.txt", ["."])
+    (True, False, True)
+    """
+    return any(p in (".", article_id) or article_id.startswith(p + "/") for p in paths)
+
+
+def check_folder(folder: Path) -> None:
+    """Raise :class:`NoArticlesError` unless ``folder`` is a folder."""
+    if not folder.is_dir():
+        raise NoArticlesError(f"{folder} is not a folder. Name a folder of .txt, .md, .html or .pdf articles.")
+
+
+def _update(articles: list[Article], skipped: list[Skipped], covers: Callable[[str], bool], store: ChromaStore,
+            embedder: Embedder, data_dir: Path, chunking: Chunking, progress: Progress | None, batch_size: int,
+            rebuild: bool = False, with_links: bool = False) -> IngestReport:
+    """Under the ingest lock: make the stored articles that ``covers`` selects hold exactly ``articles``
+    (and, ``with_links``, the articles added by link, read again from their kept pages)."""
     with ingest_lock(data_dir, store.url):
-        linked, unreadable = load_linked(links_dir(data_dir))  # under the lock: a link being added is whole
+        # under the lock: a link being added is whole
+        linked, unreadable = load_linked(links_dir(data_dir)) if with_links else ([], [])
         if rebuild:
             store.reset()
         every = store.ids_by_article()
-        stored = {a: ids for a, ids in every.items() if not a.startswith(UPLOAD_PREFIX)}
-        plan = plan_ingest(articles + linked, stored, chunking)
-        plan.report.links = len(linked)
-        plan.report.skipped = skipped + unreadable
+        stored = {a: ids for a, ids in every.items() if not a.startswith(UPLOAD_PREFIX) and covers(a)}
+        if with_links:
+            plan = plan_ingest(articles + linked, stored, chunking)
+            plan.report.links = len(linked)
+            plan.report.skipped = skipped + unreadable
+        else:  # a batch of changed files: linked articles are not among them
+            stored = {a: ids for a, ids in stored.items() if not is_link(a)}
+            plan = plan_ingest(articles, stored, chunking)
+            plan.report.skipped = skipped
         apply_plan(plan, store, embedder, progress, batch_size)
         stored_ids = [i for ids in every.values() for i in ids]
         if not plan.is_noop or not KeywordIndex(data_dir / "keyword").matches(stored_ids):

@@ -52,6 +52,7 @@ from .ingest import (
     sync_keyword,
 )
 from .links import is_link, links_dir, remove_page
+from .retrieval import KeywordIndex
 from .store import ChromaStore
 
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES
@@ -151,19 +152,25 @@ class Library:
         self.chunking = chunking
         self.allowed = allowed  # the addresses a link may be fetched from (qa.fetch)
         self._rows: list[dict[str, Any]] | None = None
-        self._rows_count = -1
+        self._rows_stamp: tuple[int, ...] | None = None
+        self._keyword = KeywordIndex(data_dir / "keyword")
         self._lock = threading.Lock()
 
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 
+    def stamp(self) -> tuple[int, ...]:
+        """A cheap sign of the index's state, which changes when any process changes the index: its passage
+        count, and when its keyword index was last written (every ingest, upload or removal writes it)."""
+        return self.store.count(), *self._keyword.stamp()
+
     def articles(self) -> list[dict[str, Any]]:
         """One row per indexed article, as :meth:`ChromaStore.articles` gives it (cached while unchanged)."""
-        count = self.store.count()
+        stamp = self.stamp()
         with self._lock:
-            if self._rows is None or count != self._rows_count:
-                self._rows, self._rows_count = self.store.articles(), count
+            if self._rows is None or stamp != self._rows_stamp:
+                self._rows, self._rows_stamp = self.store.articles(), stamp
             return list(self._rows)
 
     def _changed(self) -> None:

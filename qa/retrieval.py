@@ -11,10 +11,13 @@ upload, removal) rebuilds it and saves it beside the store with a fingerprint
 of the passage ids it covers. It is written into a new folder, and
 ``meta.json``, replaced in one step, names the folder, so a process killed
 while saving leaves the previous index whole. A retriever reloads it when the
-saved file changes or the store's passage count no longer matches; if the
-fingerprint does not match the store (an ingest was interrupted, or the store
-is a shared server that someone else updated), or the saved files cannot be
-read, it is rebuilt from the store on load.
+saved file changes or the store's passage count no longer matches, and then
+has the store opened anew too (:meth:`ChromaStore.refresh`), since another
+process may have written both; if the fingerprint does not match the store
+(an ingest was interrupted, or the store is a shared server that someone else
+updated), or the saved files cannot be read, it is rebuilt from the store on
+load. The saved file's :meth:`KeywordIndex.stamp` is a cheap sign that the
+index changed: the chat page polls it to refresh its library.
 
 Filters: a question may be kept to some articles and to a period of article dates
 (:mod:`qa.period`). Dense search filters in Chroma; keyword search keeps only the
@@ -129,7 +132,7 @@ class KeywordIndex:
         self._bm25: Any = None
         self._ids: list[str] = []
         self._articles: list[str] = []
-        self._loaded_stamp: float = -2
+        self._loaded_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
     def build(self, passages: Sequence[Passage]) -> None:
@@ -172,16 +175,25 @@ class KeywordIndex:
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
-    def _stamp(self) -> float:
+    def stamp(self) -> tuple[int, int]:
+        """When the saved index was last written, and its file (each save is a new one); ``(-1, -1)`` when
+        there is none. It is saved after every change to the store."""
         try:
-            return (self.directory / "meta.json").stat().st_mtime_ns
+            info = (self.directory / "meta.json").stat()
         except OSError:
-            return -1
+            return -1, -1
+        return info.st_mtime_ns, info.st_ino
 
-    def ensure_current(self, store: ChromaStore) -> None:
-        """Reload when the saved index changed or no longer matches the store's size."""
-        if self._stamp() != self._loaded_stamp or store.count() != len(self._ids):
+    def ensure_current(self, store: ChromaStore) -> bool:
+        """Reload when the saved index changed or no longer matches the store's size.
+
+        True when an index loaded before was replaced: the store changed since.
+        """
+        if self.stamp() != self._loaded_stamp or store.count() != len(self._ids):
+            changed = self._loaded_stamp is not None
             self.load(store)
+            return changed
+        return False
 
     def load(self, store: ChromaStore) -> None:
         """Load the saved index, or rebuild it when it does not match ``store`` or cannot be read."""
@@ -199,7 +211,7 @@ class KeywordIndex:
                 self._ids, self._articles, self._bm25 = meta["ids"], meta["articles"], bm25
         except Exception:  # noqa: BLE001 - derived data: whatever is wrong with it, build it again
             self.build(store.all_passages())
-        self._loaded_stamp = self._stamp()
+        self._loaded_stamp = self.stamp()
 
     @property
     def loaded(self) -> bool:
@@ -289,6 +301,10 @@ class Retriever:
         dated in ``period`` (which leaves out the undated ones and counts them in ``undated``)."""
         query = search_text(question, history)
         vector = self.embedder.embed([query])[0]
+        if self.keyword is not None:
+            with self._lock:
+                if self.keyword.ensure_current(self.store):
+                    self.store.refresh()  # another process may have written it: search what it holds now
         undated = len(self.store.undated_articles(articles)) if period is not None else 0
         if mode == "dense" or self.keyword is None:
             if self.reranker is None:
@@ -297,8 +313,6 @@ class Retriever:
             dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles, period=period)
             chosen = rerank(self.reranker, query, dense)[:k]
             return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector, undated)
-        with self._lock:
-            self.keyword.ensure_current(self.store)
         dense = self.store.query(vector, self.candidates, articles=articles, period=period)
         allowed = self.store.ids_in(articles, period) if period is not None else None
         keyword_ids = self.keyword.search(query, self.candidates, articles=articles, ids=allowed)

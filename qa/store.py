@@ -28,6 +28,11 @@ fail on the network, so the methods below turn such failures into
 :class:`~qa.errors.ServerError` (a message, not a traceback); and since another
 process may rebuild the collection under us, a call that finds its collection
 gone looks it up again once.
+
+The embedded index keeps its vectors in memory once open, so what another
+process writes to it (``qa ingest`` while ``qa serve`` runs) reaches its
+records but not its nearest-neighbour search until :meth:`ChromaStore.refresh`
+opens it anew; the retriever does so whenever the keyword index shows a change.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import functools
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -117,10 +123,14 @@ R = TypeVar("R")
 
 def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Concatenate[ChromaStore, P], R]:
     """Turn Chroma's failures into :class:`ServerError` (a server) or :class:`IndexNotReadyError` (the local index);
-    on a server, retry once if the collection was replaced."""
+    on a server, retry once if the collection was replaced. :meth:`ChromaStore.refresh` waits for these calls."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._gate.call():
+            return _call(self, *args, **kwargs)
+
+    def _call(self: ChromaStore, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except QAError:
@@ -141,6 +151,51 @@ def _on_server(method: Callable[Concatenate[ChromaStore, P], R]) -> Callable[Con
             raise self._server_error(exc) from exc
 
     return cast("Callable[Concatenate[ChromaStore, P], R]", wrapper)
+
+
+class Gate:
+    """Calls share it; one holder alone has it exclusively, once the calls in flight are done.
+
+    A call made within a call (on the same thread) passes straight through.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls = 0
+        self._exclusive = False
+        self._depth = threading.local()
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._exclusive)
+                self._calls += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._cond:
+                    self._calls -= 1
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if getattr(self._depth, "n", 0):
+            raise RuntimeError("Gate.exclusive() within a call would wait for itself")
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            self._cond.wait_for(lambda: self._calls == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
 
 
 def _from_chroma(exc: BaseException) -> bool:
@@ -168,6 +223,7 @@ class ChromaStore:
         self._client_: Any = None
         self._collection: Any = None
         self._open_lock = threading.Lock()
+        self._gate = Gate()
 
     def _settings(self) -> Any:
         from chromadb.config import Settings
@@ -266,6 +322,17 @@ class ChromaStore:
             if self._client_ is not None and hasattr(self._client_, "close"):
                 self._client_.close()
             self._client_ = None
+
+    def refresh(self) -> None:
+        """Open the local index anew, so that searches see what other processes wrote to it.
+
+        Waits for the calls in flight. A server needs nothing. (Another store of this
+        process on the same files keeps the old state open, and this one with it.)
+        """
+        if self.url:
+            return
+        with self._gate.exclusive():
+            self.close()
 
     def reset(self) -> None:
         """Delete every passage (used by ``qa ingest --rebuild``).

@@ -27,6 +27,10 @@ with the ``/ask`` API); a waiting user sees their place in the queue. At most
 ``QA_QUEUE_SIZE`` requests wait (64 by default); one more is told at once that
 the page is busy and to try again.
 
+The library panel follows changes made by other processes (``qa ingest``,
+``qa ingest --watch``): a ``gr.Timer`` polls a cheap stamp of the index every
+``LIBRARY_POLL_S`` seconds and lists the articles again only when it changed.
+
 The API: ``/ask`` (question, history, articles, and optionally since and until)
 returns the JSON of ``qa ask --json``; ``/add_articles`` adds files as the upload control does, and
 ``/add_link`` an article by its web address as the "Add a link" box does.
@@ -66,6 +70,7 @@ EXAMPLES = [
     "Why is the MAS not a traditional political party?",
 ]
 MAX_TOP_K = 12
+LIBRARY_POLL_S = 2.0  # how often an open page checks whether another process changed the index
 Turn = dict[str, Any]
 
 CSS = """
@@ -369,6 +374,26 @@ class ChatPage:
                 gr.update(choices=[(f"{r['title']} ({r['id']})", str(r["id"])) for r in rows], value=None),
                 message if message is not None else gr.skip())
 
+    def seen(self) -> dict[str, Any]:
+        """What this page last listed: the index's stamp, and the article ids."""
+        stamp = list(self.library.stamp())
+        return {"stamp": stamp, "ids": [str(r["id"]) for r in self.library.articles()]}
+
+    def poll_library(self, selected: list[str] | None, seen: dict[str, Any] | None) -> tuple[Any, ...]:
+        """List the library again if the index changed since this page last listed it (another process
+        may have changed it); articles new to the list are ticked, as an upload is."""
+        try:
+            if isinstance(seen, dict) and seen.get("stamp") == list(self.library.stamp()):
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            now = self.seen()
+        except Exception:  # noqa: BLE001 - an index being rebuilt; the next tick tries again
+            log.debug("listing the library failed", exc_info=True)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        known = set(seen.get("ids") or []) if isinstance(seen, dict) else set(now["ids"])
+        chosen = None if selected is None else [*selected, *(a for a in now["ids"] if a not in known)]
+        summary, choice, remove, _status = self.library_updates(chosen)
+        return summary, choice, remove, now
+
     def add_files(self, files: list[str] | None, selected: list[str] | None,
                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 - Gradio's idiom
         """Add uploaded files to the index; one line per file in the status."""
@@ -532,9 +557,10 @@ class ChatPage:
         top_k = prefs.get("top_k") if isinstance(prefs.get("top_k"), (int, float)) else pipeline.settings.top_k
         temperature = (prefs.get("temperature") if isinstance(prefs.get("temperature"), (int, float))
                        else pipeline.settings.temperature)
+        seen = self.seen()
         summary, choice, remove, _status = self.library_updates(None)
         return (chat, turns, gr.update(choices=choices, value=model), top_k, temperature,
-                summary, choice, remove)
+                summary, choice, remove, seen)
 
     def preload(self, model: str | None) -> str:
         """Load the chosen model now, so the next answer does not wait for it."""
@@ -650,8 +676,12 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blo
                            prefs, queue=False, api_visibility="private")
         model.input(page.preload, model, model_note, concurrency_id="load", api_visibility="private")
 
+        # another process may change the index (`qa ingest`, `qa ingest --watch`): a cheap stamp is polled
+        seen = gr.State(None)
+        gr.Timer(LIBRARY_POLL_S).tick(page.poll_library, [library, seen], [summary, library, to_remove, seen],
+                                      queue=False, show_progress="hidden", api_visibility="private")
         app.load(page.on_load, [turns, prefs], [chatbot, turns, model, top_k, temperature, summary, library,
-                                                to_remove], api_visibility="private")
+                                                to_remove, seen], api_visibility="private")
         gr.api(page.ask_api, api_name="ask", concurrency_id="answer",  # type: ignore[attr-defined]
                concurrency_limit=1)
     # Beyond queue_size waiting requests, Gradio answers at once that the page is busy (HTTP 503: the page shows
