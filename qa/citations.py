@@ -123,6 +123,8 @@ class MarkerStreamFilter:
 def key_terms(text: str) -> tuple[set[str], set[str]]:
     """(words, numbers) that carry a sentence's content; numbers in words from 13 up count as numbers.
 
+    Words are stems (:func:`qa.text.stem`) of the words that are not stop words (:data:`qa.text.STOP_WORDS`).
+
     >>> sorted(key_terms("The bakery sold 1,204,518 loaves, 62.5% of them rye.")[1])
     ['1204518', '62.5']
     >>> sorted(key_terms("Twenty-six people were rescued.")[1])
