@@ -42,7 +42,6 @@ is read.
 
 from __future__ import annotations
 
-import calendar
 import errno
 import hashlib
 import io
@@ -54,6 +53,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from .text import MONTHS
 
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -186,8 +187,7 @@ def split_title(body: str, fallback: str) -> tuple[str, str]:
 
 # --- dates -------------------------------------------------------------------------------
 
-_MONTHS = {name.lower(): n for n in range(1, 13)
-           for name in (calendar.month_name[n], calendar.month_abbr[n])} | {"sept": 9}
+_MONTHS = {name: n for n, month in enumerate(MONTHS, 1) for name in (month, month[:3])} | {"sept": 9}
 _ISO_DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[t ].*)?")
 _DAY_MONTH_YEAR = re.compile(r"(?:[a-z]+,? )?(\d{1,2})(?:st|nd|rd|th)? ([a-z]+)\.?,? (\d{4})")
 _MONTH_DAY_YEAR = re.compile(r"(?:[a-z]+,? )?([a-z]+)\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})")

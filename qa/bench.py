@@ -587,8 +587,9 @@ def bench_threads(model: Path, messages: Sequence[Message], n_ctx: int, max_toke
 def seed_sentences() -> list[str]:
     """Every distinct sentence of the bundled articles (40 to 400 characters)."""
     from .articles import load_folder
-    from .chunking import paragraph_spans, sentence_spans
+    from .chunking import paragraph_spans
     from .config import default_seeds_dir
+    from .text import sentence_spans
 
     articles, _ = load_folder(default_seeds_dir())
     found: dict[str, None] = {}
@@ -659,7 +660,7 @@ class SentenceMeanEmbedder:
         self._dim = len(next(iter(vectors.values())))
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        from .chunking import sentence_spans
+        from .text import sentence_spans
 
         np = self._np
         out = []

@@ -10,22 +10,17 @@ Everything here works on character offsets into the article text: a passage
 is ``(start, end)`` and its text is ``text[start:end]``. That makes a
 citation checkable: the quote shown is exactly what the article says.
 
-A "sentence" longer than ``4 * max_chars`` (a page with no punctuation) is cut
-at whitespace as a last resort, so no passage grows without bound.
+Sentences are :func:`qa.text.sentence_spans`; a "sentence" longer than
+``4 * max_chars`` (a page with no punctuation) is cut at whitespace as a last
+resort, so no passage grows without bound.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-Span = tuple[int, int]
-
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "u.s",
-                  "u.k", "no", "gen", "col", "lt", "sgt", "rev", "gov", "sen", "rep", "inc", "ltd", "co",
-                  "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+(?=[\"'“‘(\[¿¡]?[A-Z0-9À-ÖØ-Þ])")
+from .text import Span, sentence_spans, trim
 
 
 @dataclass(frozen=True)
@@ -39,14 +34,6 @@ class Chunking:
 DEFAULT_CHUNKING = Chunking()
 
 
-def _trim(text: str, start: int, end: int) -> Span:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def paragraph_spans(text: str) -> list[Span]:
     """Spans of the paragraphs (blocks separated by blank lines).
 
@@ -56,57 +43,10 @@ def paragraph_spans(text: str) -> list[Span]:
     spans = []
     start = 0
     for match in re.finditer(r"\n[ \t]*\n\s*", text):
-        spans.append(_trim(text, start, match.start()))
+        spans.append(trim(text, start, match.start()))
         start = match.end()
-    spans.append(_trim(text, start, len(text)))
+    spans.append(trim(text, start, len(text)))
     return [s for s in spans if s[1] > s[0]]
-
-
-def _ends_with_abbreviation(text: str, start: int, dot: int) -> bool:
-    # Only the last few characters can hold an abbreviation: looking at more made a long line of
-    # "Dr. Smith met Mr. Jones" take minutes (each candidate rescanned everything since the last stop).
-    word = re.search(r"([\w.]+)$", text[max(start, dot - 24):dot])
-    if not word:
-        return False
-    token = word.group(1).lower().rstrip(".")
-    return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None, hard_limit: int = 2800) -> list[Span]:
-    """Spans of the sentences in ``text[start:end]``.
-
-    >>> t = "Ruiz spoke. The U.K. objected! Did Mr. Lund agree? Yes"
-    >>> [t[a:b] for a, b in sentence_spans(t)]
-    ['Ruiz spoke.', 'The U.K. objected!', 'Did Mr. Lund agree?', 'Yes']
-    """
-    end = len(text) if end is None else end
-    spans: list[Span] = []
-    cursor = start
-    for match in _BOUNDARY.finditer(text, start, end):
-        if match.group(0)[0] == "." and _ends_with_abbreviation(text, cursor, match.start()):
-            continue
-        spans.append(_trim(text, cursor, match.end()))
-        cursor = match.end()
-    spans.append(_trim(text, cursor, end))
-    out: list[Span] = []
-    for s in spans:
-        if s[1] <= s[0]:
-            continue
-        out.extend(_hard_split(text, s, hard_limit) if s[1] - s[0] > hard_limit else [s])
-    return out
-
-
-def _hard_split(text: str, span: Span, limit: int) -> Iterator[Span]:
-    start, end = span
-    while end - start > limit:
-        cut = text.rfind(" ", start + limit // 2, start + limit)
-        cut = cut if cut > start else start + limit
-        yield _trim(text, start, cut)
-        start = cut
-        while start < end and text[start].isspace():
-            start += 1
-    if end > start:
-        yield (start, end)
 
 
 def split_passages(text: str, chunking: Chunking = DEFAULT_CHUNKING) -> list[Span]:

@@ -19,32 +19,20 @@ Everything here is pure and deterministic.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .answer import Citation
-from .chunking import sentence_spans
 from .glossary import glosses
 from .store import Passage
+from .text import MONTHS, STOP_WORDS, WEEKDAYS, answer_sentences, decades, fold, sentence_spans, spelled_numbers, stem
 
 _MARKER = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*(\d+(?:\s*(?:,|;|and)\s*(?:passage\s*)?\d+)*)\s*\]",
                      re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
 # what a marker looks like before its "]": held back while streaming, however long the number grows
 _MARKER_START = re.compile(r"\[\s*(?:passages?|sources?|p)?\s*[\d\s,;]*(?:and[\d\s,;]*)*", re.IGNORECASE)
-
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have having
-he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
-nor not now of off on once only or other our ours ourselves out over own same she should so some such than
-that the their theirs them themselves then there these they this those through to too under until up very
-was we were what when where which while who whom why will with would you your yours yourself yourselves
-said says according article articles passage passages one many much
-""".split())
-
 
 def marker_numbers(inner: str) -> list[int]:
     """The numbers inside one marker's brackets.
@@ -132,77 +120,10 @@ class MarkerStreamFilter:
 
 # --- lexical support ---------------------------------------------------------------------
 
-def fold(text: str) -> str:
-    """Lower case without accents.
-
-    >>> fold("Núñez’s")
-    'nunez’s'
-    """
-    text = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
-_TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_UNITS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-# not the first word of "twenty thousand" (20,000) or of an ordinal ("twenty-first")
-_SPELLED = re.compile(rf"\b(?:({'|'.join(_TEENS)})|({'|'.join(_TENS)})(?:[- ]({'|'.join(_UNITS)}))?)\b"
-                      rf"(?![- ](?:hundred|thousand|million|billion|trillion|first|second|third|fourth|fifth|sixth|"
-                      rf"seventh|eighth|ninth|{'|'.join(_UNITS)})\b)")
-
-
-def _spelled_numbers(folded: str) -> set[str]:
-    """Numbers from 13 to 99 written in words, as digits ("thirty-seven" is 37).
-
-    Smaller ones ("one of them", "the two leaders") are too often not counts to be read as numbers.
-
-    >>> sorted(_spelled_numbers("thirty-seven people, fifteen towns and twenty days"))
-    ['15', '20', '37']
-    >>> _spelled_numbers("twenty thousand marchers in the twenty-first century, thirty-one million loaves")
-    set()
-    """
-    out = set()
-    for teen, tens, unit in _SPELLED.findall(folded):
-        if teen:
-            out.add(str(13 + _TEENS.index(teen)))
-        else:
-            out.add(str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) + 1 if unit else 0)))
-    return out
-
-
-# A decade: "the 1990s" (the century given; 1600s to 2000s), or "the ’90s", "the 90s", "the
-# mid-90s", "mid-’90s", "the nineties" (the century left out: then "the" or an apostrophe must come
-# first, so that "in their 20s", "in his mid-30s" or "after 30s" stays a number). Changing these changes the
-# keyword index's tokens: bump qa.retrieval.TOKENS_VERSION.
-_DECADE = re.compile(r"\b(1[6-9]|20)([0-9]0)['’]?s\b")
-_BARE_DECADE = re.compile(
-    r"(?:\bthe\s+(?:(?:early|mid|late)[- ])?['’‘]?|['’‘]|\b(?:early|mid|late)[- ]['’‘])"
-    r"(?:([1-9]0)['’]?s\b|(twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties)\b)")
-
-
-def decades(folded: str) -> tuple[set[str], str]:
-    """The decades a (folded) text names, and the text without them.
-
-    A decade is its own kind of number, "1990s", never the year 1990. One written without its
-    century is taken to be of the last hundred years as news speaks of them: "the 90s" is the
-    1990s, "the 20s" the 2020s (the 00s, 10s and 20s are this century's, the others the last
-    one's). "The 1920s" stays the 1920s.
-
-    >>> sorted(decades("in the 1990s, the ’80s, the mid-60s and the twenties; 1990 and 2020")[0])
-    ['1960s', '1980s', '1990s', '2020s']
-    >>> decades("people in their 90s, a man in his mid-30s, after 30s, 1000s of them")[0]
-    set()
-    """
-    found = {f"{century}{decade}s" for century, decade in _DECADE.findall(folded)}
-    text = _DECADE.sub(" ", folded)
-    for digits, word in _BARE_DECADE.findall(text):
-        tens = int(digits[0]) if digits else _TENS.index(word.replace("ies", "y")) + 2
-        found.add(f"{20 if tens <= 2 else 19}{tens}0s")
-    return found, _BARE_DECADE.sub(" ", text)
-
-
 def key_terms(text: str) -> tuple[set[str], set[str]]:
     """(words, numbers) that carry a sentence's content; numbers in words from 13 up count as numbers.
+
+    Words are stems (:func:`qa.text.stem`) of the words that are not stop words (:data:`qa.text.STOP_WORDS`).
 
     >>> sorted(key_terms("The bakery sold 1,204,518 loaves, 62.5% of them rye.")[1])
     ['1204518', '62.5']
@@ -215,16 +136,9 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
     """
     found, folded = decades(fold(text))
     numbers = found | {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", folded)}
-    numbers = {n.rstrip(".") for n in numbers if n} | _spelled_numbers(folded)
+    numbers = {n.rstrip(".") for n in numbers if n} | spelled_numbers(folded)
     words = {re.sub(r"['’]s$", "", w).strip("'’-") for w in re.findall(r"[a-z][a-z'’-]+", folded)}
-    return {_stem(w) for w in words if len(w) > 2 and w not in STOPWORDS}, numbers
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)]
-    return word
+    return {stem(w) for w in words if len(w) > 2 and w not in STOP_WORDS}, numbers
 
 
 def _coverage(words: set[str], numbers: set[str], p_words: set[str], p_numbers: set[str],
@@ -282,8 +196,7 @@ def support(claim: str, passage_text: str, known: str = "") -> float:
     return round(score, 4)
 
 
-_CALENDAR = frozenset(_stem(w) for w in """january february march april may june july august september october
-november december monday tuesday wednesday thursday friday saturday sunday""".split())
+_CALENDAR = frozenset(stem(w) for w in MONTHS + WEEKDAYS)
 
 
 def proper_names(claim: str) -> set[str]:
@@ -325,28 +238,6 @@ class CheckPolicy:
     min_support: float = 0.34  # a citation must reach this to stand
     add_support: float = 0.5  # an uncited sentence gets a marker when a passage reaches this
     relative: float = 0.6  # a cited passage is kept if it reaches this share of the best one's support
-
-
-def answer_sentences(text: str) -> list[tuple[int, int]]:
-    """Spans of the sentences of an answer, line by line.
-
-    >>> t = "Ruiz spoke [1]. Attendance was high.\\n- Gulls: 47.3% [2]"
-    >>> [t[a:b] for a, b in answer_sentences(t)]
-    ['Ruiz spoke [1].', 'Attendance was high.', '- Gulls: 47.3% [2]']
-    """
-    spans: list[tuple[int, int]] = []
-    for line_start, line in _lines(text):
-        for start, end in sentence_spans(line):
-            spans.append((line_start + start, line_start + end))
-    return spans
-
-
-def _lines(text: str) -> list[tuple[int, str]]:
-    out, pos = [], 0
-    for line in text.split("\n"):
-        out.append((pos, line))
-        pos += len(line) + 1
-    return out
 
 
 def bare_claim(sentence: str) -> str:

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import re
 
-_LEAD = r"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?"
+from .text import MONTH_ABBREVIATIONS, MONTHS, NUMBER_WORDS, OPENER, WEEKDAYS, fold, stem
+
+_LEAD = OPENER
 _AMOUNT = re.compile(
     _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
     r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?"
@@ -60,12 +62,9 @@ _ABOUT_SHARES = re.compile(r"%|\bpercent|\bper cent\b|\bshares?\b|\bproportion|\
 _TIME = re.compile(_LEAD + r"(?:when\b(?!\s+and\s+where)|(?:(?:on|in|by|at|from|until|since)\s+)?"
                    r"(?:what|which) (?:date|day|year|month|time|week|decade|century)\b)", re.IGNORECASE)
 
-# what can stand for a count, also beside a percentage: cardinals, not "came third" or "a quarter"
-# numbers in words; with the vaguer words below, what can stand for a count
-_NUMBERS = (r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-            r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
-            r"hundreds?|thousands?|millions?|billions?|trillions?")
-_CARDINALS = _NUMBERS + r"|dozens?|scores|none|nobody|no one|several|few|handful"
+# what can stand for a count, also beside a percentage: cardinals, not "came third" or "a quarter":
+# numbers in words and the vaguer words that can stand for a count
+_CARDINALS = NUMBER_WORDS + r"|dozens?|scores|none|nobody|no one|several|few|handful"
 _COUNT_WORDS = re.compile(rf"\b(?:{_CARDINALS})\b", re.IGNORECASE)
 # any amount in words: the cardinals, and fractions, multiples and the like
 _NUMBER_WORDS = re.compile(
@@ -76,9 +75,8 @@ _PERCENT_NUMBER = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b|percentage 
 _ANY_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _TIME_WORDS = re.compile(
-    r"\d|\b(?:january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec|monday|tuesday|wednesday|thursday|friday|saturday|"
-    r"sunday|today|yesterday|tomorrow|tonight|day|days|week|weeks|weekend|month|months|year|years|decade|"
+    rf"\d|\b(?:{'|'.join(MONTHS + MONTH_ABBREVIATIONS + WEEKDAYS)}|"
+    r"today|yesterday|tomorrow|tonight|day|days|week|weeks|weekend|month|months|year|years|decade|"
     r"decades|century|centuries|era|period|term|season|spring|summer|autumn|fall|winter|quarter|morning|"
     r"afternoon|evening|night|midnight|noon|dawn|dusk|hours?|minutes?|time|times|moment|after|before|during|"
     r"since|until|till|later|earlier|early|late|mid|ago|when|while|once|upon|following|then|now|recently|"
@@ -154,28 +152,32 @@ _COUNTED = re.compile(
 # what follows "how many" without being the thing counted ("How many did…", "How many more tickets…")
 _NOT_COUNTED = frozenset("""percent per cent share shares percentage points point of the did do does was were is are
 have has had will would can could more fewer less times""".split())
-_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
-_MONTH_DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
+_MONTH_DAY = re.compile(rf"\b(?:{'|'.join(MONTHS)})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
+# a count: digits or words ("thirty-seven"), and no year
+_COUNT_NUMBER = re.compile(rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{NUMBER_WORDS})"
+                           rf"(?:-(?:{NUMBER_WORDS}))?)\b", re.IGNORECASE)
+_NEXT_WORDS = re.compile(r"(?:\s+[\w’'-]+){1,3}")
 # a word between a number and the noun that makes the number something else: a share ("45 percent
 # of the tickets"), a date ("20 October"), or another count ("9 cabins and tickets")
-_NOT_BETWEEN = rf"percent|per|cent|points?|of|and|or|in|on|at|to|from|by|for|with|than|{_MONTHS}"
+_NOT_BETWEEN = frozenset("percent per cent point points of and or in on at to from by for with than".split()
+                         + list(MONTHS))
 
 
 def counted(question: str) -> str:
-    """The noun that a "how many" question counts, singular; ``""`` for any other question.
+    """The stem (:func:`qa.text.stem`) of the noun that a "how many" question counts; ``""`` for any other question.
 
-    >>> counted("How many tickets did the ferry and the bus each sell?"), counted("And how many people came?")
-    ('ticket', 'people')
+    >>> counted("How many tickets did the ferry and the bus each sell?"), counted("And how many ferries came?")
+    ('ticket', 'ferri')
     >>> counted("How many percent came?"), counted("Who won?"), counted("What share of tickets?")
     ('', '', '')
     >>> counted("How many did the bakery sell?"), counted("Roughly how many Danes came?")
     ('', 'dane')
     """
     found = _COUNTED.search(question)
-    noun = found.group("noun").lower() if found else ""
+    noun = fold(found.group("noun")) if found else ""
     if noun in _NOT_COUNTED or _ABOUT_SHARES.search(question):
         return ""
-    return noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
+    return stem(noun)
 
 
 def counts_of(question: str, text: str) -> bool:
@@ -200,11 +202,21 @@ def counts_of(question: str, text: str) -> bool:
     (False, False)
     >>> counts_of(q, "The ferry sold 9 cabins and tickets.")
     False
+
+    The noun is matched by its stem, so the count may name it in another form:
+
+    >>> counts_of("How many ferries sailed?", "Only one ferry sailed."), counts_of(q, "a ticket")
+    (True, False)
     """
     noun = counted(question)
     if not noun:
         return False
-    number = rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{_NUMBERS})(?:-(?:{_NUMBERS}))?)"
-    between = rf"(?:\s+(?!(?:{_NOT_BETWEEN})\b)[\w’'-]+){{0,2}}?"
     text = _MONTH_DAY.sub(" ", text)  # "October 20 tickets": a date, not 20 tickets
-    return re.search(rf"{number}{between}\s+{re.escape(noun)}(?:s|es)?\b", text, re.IGNORECASE) is not None
+    for number in _COUNT_NUMBER.finditer(text):
+        following = _NEXT_WORDS.match(text, number.end())
+        for word in map(fold, following.group().split() if following else []):
+            if stem(word) == noun:
+                return True
+            if word in _NOT_BETWEEN:
+                break
+    return False

@@ -19,11 +19,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from .chunking import sentence_spans
 from .embedder import Embedder
 from .glossary import glosses
 from .retrieval import RRF_K
 from .store import Passage
+from .text import sentence_spans
 
 
 def fuse_orders(best: Sequence[float], k: int = RRF_K) -> list[int]:

@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from .chunking import sentence_spans
-from .citations import answer_sentences, bare_claim, support
+from .citations import bare_claim, support
 from .store import Passage
+from .text import answer_sentences, sentence_spans, words
 
 _CONTROL_TOKENS = re.compile(
     r"<\|[^|<>\n]{1,40}\|>"  # ChatML and friends: <|im_start|>, <|eot_id|>, <|endoftext|>
@@ -127,18 +127,14 @@ def instructions_in(texts: Iterable[str]) -> list[str]:
     return found
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
 def shingles(text: str, size: int = 6) -> set[tuple[str, ...]]:
-    """Every run of ``size`` consecutive words of ``text`` (lower case, punctuation ignored).
+    """Every run of ``size`` consecutive words of ``text`` (:func:`qa.text.words`: folded, punctuation ignored).
 
     >>> sorted(shingles("One, two three four", size=3))
     [('one', 'two', 'three'), ('two', 'three', 'four')]
     """
-    words = _words(text)
-    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+    found = words(text)
+    return {tuple(found[i:i + size]) for i in range(len(found) - size + 1)}
 
 
 def echoes(sentence: str, protected: set[tuple[str, ...]], size: int = 6) -> bool:

@@ -36,14 +36,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .chunking import sentence_spans
 from .citations import bare_claim, key_terms, related
+from .text import OPENER, sentence_spans, stem
 
 HINT = "(Answer with what the passages state about it.)"
 
 _AUXILIARIES = ("is are was were am do does did has have had can could will would should isn't aren't wasn't "
                 "weren't don't doesn't didn't hasn't haven't hadn't can't couldn't won't wouldn't shouldn't").split()
-_POLAR = re.compile(rf"^\W*(?:(?:and|so|but|then|ok|okay)\W+)?(?:{'|'.join(map(re.escape, _AUXILIARIES))})\b",
+_POLAR = re.compile(rf"{OPENER}(?:{'|'.join(map(re.escape, _AUXILIARIES))})\b",
                     re.IGNORECASE)
 # "Can you tell me who won?", "Do you know when…": a question about who or when, asked politely
 _EMBEDDED = re.compile(r"^\W*(?:can|could|would|will|do|did)\s+(?:you|anyone|somebody|someone)\s+"
@@ -53,17 +53,17 @@ _ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)
 _YES = re.compile(r"^\W*(?:yes|yeah|indeed|correct|true|that is right|that's right)\b", re.IGNORECASE)
 # a denial; not "no-confidence", "no-fly"
 _NEGATION = re.compile(r"\b(?:no|not|never|neither|nor|none|nobody|nothing)\b(?!-)|n['’]t\b", re.IGNORECASE)
-# words of a question that are about asking, not about the claim: "Is it true that…"
-_ASKING = frozenset("yes yeah true correct right fact case really actually know tell think".split())
-# the past tenses a passage uses for a question's "did … win"
-_IRREGULAR = {
+# words of a question that are about asking, not about the claim: "Is it true that…" (stems, as key terms are)
+_ASKING = frozenset(stem(w) for w in "yes yeah true correct right fact case really actually know tell think".split())
+# the past tenses a passage uses for a question's "did … win" (stems, as key terms are)
+_IRREGULAR = {stem(present): stem(past) for present, past in {
     "become": "became", "begin": "began", "break": "broke", "bring": "brought", "build": "built", "buy": "bought",
     "choose": "chose", "come": "came", "fall": "fell", "fight": "fought", "find": "found", "flee": "fled",
     "get": "got", "give": "gave", "hold": "held", "keep": "kept", "know": "knew", "lead": "led", "leave": "left",
     "lose": "lost", "make": "made", "meet": "met", "pay": "paid", "rise": "rose", "run": "ran", "say": "said",
     "see": "saw", "sell": "sold", "send": "sent", "speak": "spoke", "spend": "spent", "stand": "stood",
     "steal": "stole", "take": "took", "tell": "told", "think": "thought", "win": "won", "write": "wrote",
-}
+}.items()}
 
 
 def is_polar(question: str) -> bool:

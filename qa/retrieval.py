@@ -8,7 +8,8 @@ that repeat one another are dropped, and the first ``k`` are returned.
 
 The keyword index is derived data: every change to the store (ingest,
 upload, removal) rebuilds it and saves it beside the store with a fingerprint
-of the passage ids it covers. It is written into a new folder, and
+of the passage ids it covers and of the way they were cut into tokens
+(:func:`qa.text.tokens`: stemmed words and numbers, no stop words). It is written into a new folder, and
 ``meta.json``, replaced in one step, names the folder, so a process killed
 while saving leaves the previous index whole. A retriever reloads it when the
 saved file changes or the store's passage count no longer matches, and then
@@ -43,42 +44,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .citations import decades, fold
 from .embedder import Embedder
 from .llm import Message
 from .period import Period
 from .rerank import Reranker, rerank
 from .store import ChromaStore, Passage
+from .text import OPENERS, tokens, tokens_signature
 
 RRF_K = 60
-_STOP = frozenset("""a about after all also an and any are as at be because been but by can could did do does
-for from had has have how i if in into is it its me my of on or our so some than that the their them then there
-these they this those to was we were what when where which who whom whose why will with would you your""".split())
 _FOLLOW_UP = re.compile(r"\b(they|them|their|it|its|he|she|his|her|him|that|those|this|these|there|the same)\b",
                         re.IGNORECASE)
-
-
-def tokens(text: str) -> list[str]:
-    """Keyword tokens: folded case and accents, numbers without separators, no stop words.
-
-    >>> tokens("Núñez's ferry sold 1,204,518 tickets in the Harbours")
-    ['nunez', 'ferry', 'sold', '1204518', 'ticket', 'harbour']
-
-    A decade is one token, however it is written (:func:`qa.citations.decades`):
-
-    >>> tokens("the 1990s"), tokens("the ’90s"), tokens("in their 90s")
-    (['1990s'], ['1990s'], ['90'])
-    """
-    folded = re.sub(r"(?<=\d),(?=\d{3}\b)", "", fold(text))
-    found, folded = decades(folded)
-    out = sorted(found)
-    for word in re.findall(r"\d+(?:\.\d+)?|[a-z]+", folded):
-        if word in _STOP or (len(word) < 2 and not word.isdigit()):
-            continue
-        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.append(word)
-    return out
 
 
 def is_follow_up(question: str) -> bool:
@@ -96,7 +71,7 @@ def is_follow_up(question: str) -> bool:
     (False, False)
     """
     words = question.split()
-    if len(words) <= 4 or re.match(r"(and|but|also|so|what about|how about|then)\b", question, re.IGNORECASE):
+    if len(words) <= 4 or re.match(rf"(?:{OPENERS}|what about|how about)\b", question, re.IGNORECASE):
         return True
     pronoun = _FOLLOW_UP.search(question)
     if not pronoun:
@@ -115,13 +90,10 @@ def search_text(question: str, history: Sequence[Message]) -> str:
     return f"{previous[-1]} {question}" if previous and is_follow_up(question) else question
 
 
-# Bumped whenever :func:`tokens` changes, so that an index saved with the old tokens is rebuilt.
-TOKENS_VERSION = 3  # 1: before decades were tokens of their own; 2: ages read as decades
-
-
 def fingerprint(ids: Sequence[str]) -> str:
-    """What a saved keyword index covers: these passage ids, cut into tokens by this :func:`tokens`."""
-    return hashlib.sha256("\n".join([f"tokens v{TOKENS_VERSION}", *sorted(ids)]).encode()).hexdigest()
+    """What a saved keyword index covers: these passage ids, cut into tokens by this
+    :func:`qa.text.tokens` (:func:`qa.text.tokens_signature`)."""
+    return hashlib.sha256("\n".join([tokens_signature(), *sorted(ids)]).encode()).hexdigest()
 
 
 class KeywordIndex:

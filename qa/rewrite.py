@@ -29,7 +29,8 @@ from typing import Any
 from .llm import LLM, Message
 from .prompt import NOT_FOUND, prefix_messages, strip_markers
 from .reply import AnswerStream
-from .retrieval import is_follow_up, tokens
+from .retrieval import is_follow_up
+from .text import OPENERS, tokens, words
 
 QUESTION_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"question": {"type": "string"}},
                           "required": ["question"]}
@@ -43,7 +44,7 @@ EXAMPLE = ("User: Who cut the ribbon at the bridge opening?\nYou: The mayor, Ana
 # "the two of them", "both of them", "these two": words that only point back, like a pronoun
 _REFERENCE = re.compile(r"\b(?:(?:the\s+)?(?:two|three|four|both|all|each|either|neither)\s+of\s+"
                         r"(?:them|those|these|us)|(?:the|these|those)\s+(?:two|three|four))\b", re.IGNORECASE)
-_LEAD = re.compile(r"^(?:and|but|so|also|then|ok|okay)\b[\s,]*", re.IGNORECASE)
+_LEAD = re.compile(rf"^(?:{OPENERS})\b[\s,]*", re.IGNORECASE)
 _QUESTION_WORDS = frozenset("""who whom whose what when where why which how was were is are did do does can could
 will would has have had""".split())
 _PRONOUNS = frozenset("he she it they them him her his its their that this those these there same both".split())
@@ -90,8 +91,8 @@ def read_rewrite(reply: str) -> str:
 
 
 def _first_word(text: str) -> str:
-    words = re.findall(r"[a-z]+", _LEAD.sub("", text.strip()).lower())
-    return words[0] if words else ""
+    found = [w for w in words(_LEAD.sub("", text.strip())) if not w[0].isdigit()]
+    return found[0] if found else ""
 
 
 def accept_rewrite(question: str, reply: str) -> str | None:

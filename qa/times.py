@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from .citations import decades, fold
 from .store import Passage
+from .text import decades, fold
 
 # a year from 1800 to 2099: not part of a larger number, nor a share ("2020 percent")
 _YEAR = re.compile(r"(?<![\d.,])(18\d\d|19\d\d|20\d\d)(?![\d.,]*\d)(?!\s*(?:%|percent|per cent))")
@@ -44,7 +44,7 @@ _NOT_HEADING = re.compile(r"^(?:published|updated|posted|by|read more|see also|p
 
 
 def times(text: str) -> set[str]:
-    """The years and decades a text names as dates (:func:`qa.citations.decades`).
+    """The years and decades a text names as dates (:func:`qa.text.decades`).
 
     >>> sorted(times("Did he race the Gulls in the ’90s, or in 2019, when 1500 riders paid 12.5 percent more?"))
     ['1990s', '2019']

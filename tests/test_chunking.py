@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa.articles import load_folder
-from qa.chunking import Chunking, paragraph_spans, sentence_spans, split_passages
+from qa.chunking import Chunking, paragraph_spans, split_passages
+from qa.text import sentence_spans
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 

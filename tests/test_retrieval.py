@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from qa.ingest import ingest
 from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, rrf, search_text
 from qa.store import ChromaStore, Passage
@@ -80,13 +82,18 @@ def test_hybrid_retrieval_finds_rare_names_and_respects_the_filter(articles_dir:
     assert only.passages and {p.source for p in only.passages} == {"004_b78515448f06fa10.txt"}
 
 
-def test_an_index_saved_with_other_tokens_is_rebuilt(articles_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import qa.retrieval
+@pytest.mark.parametrize("change", ["version", "stop words"])
+def test_an_index_saved_with_other_tokens_is_rebuilt(articles_dir: Path, tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                     change: str) -> None:
+    import qa.text
 
     store, keyword = _indexed(articles_dir, tmp_path)
     ids = sorted(i for ids in store.ids_by_article().values() for i in ids)
     assert keyword.matches(ids)
-    monkeypatch.setattr(qa.retrieval, "TOKENS_VERSION", qa.retrieval.TOKENS_VERSION + 1)  # tokens() changed
+    if change == "version":
+        monkeypatch.setattr(qa.text, "TOKENS_VERSION", qa.text.TOKENS_VERSION + 1)  # tokens() changed
+    else:
+        monkeypatch.setattr(qa.text, "STOP_WORDS", qa.text.STOP_WORDS | {"ferry"})  # a word more is left out
     assert not keyword.matches(ids)
     keyword.load(store)  # rebuilt with the tokens of now, not loaded
     assert keyword.matches(ids)

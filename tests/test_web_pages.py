@@ -28,7 +28,7 @@ FERRY = [
     "The ferry between Port Wren and Gull Island will run again from Monday, after three months of repairs "
     "to its landing ramp, the harbour authority said on Thursday.",
     "Engineers replaced 42 steel piles and the ramp's hydraulic arms, at a cost of 1.8 million pounds, "
-    "shared between the council and the operator.",
+    "split between the council and the operator.",
     "\"We know the winter has been hard for islanders who rely on the crossing,\" said harbour master Tom Price. "
     "\"The new ramp should last another forty years.\"",
     "Timetables return to the summer pattern of twelve crossings a day from 1 April, the operator said.",
