@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .answer import Citation
-from .chunking import Span, sentence_spans
+from .text import Span, sentence_spans
 from .citations import key_terms
 from .store import Passage
 

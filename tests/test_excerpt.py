@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa.chunking import sentence_spans
+from qa.text import sentence_spans
 from qa.excerpt import GAP, choose, estimate_tokens, spans_of
 from qa.store import Passage
 
