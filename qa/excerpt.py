@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .answer import Citation
-from .text import Span, sentence_spans
 from .citations import key_terms
 from .store import Passage
+from .text import Span, sentence_spans
 
 GAP = " … "  # between sentences that are not side by side in the passage
 TERM_WEIGHT = 0.5  # what naming every key term of the question adds to a sentence's likeness

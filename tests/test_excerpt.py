@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa.text import sentence_spans
 from qa.excerpt import GAP, choose, estimate_tokens, spans_of
 from qa.store import Passage
+from qa.text import sentence_spans
 
 WORDS = ["ferry", "harbour", "crew", "tide", "the", "left", "at", "noon", "gulls", "rope", "42", "3.5"]
 
