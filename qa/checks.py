@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from .answer import Citation, Verdict
 from .citations import off_subject
 from .expect import mismatch
-from .glossary import unnamed
 from .polar import is_polar, unsupported
 from .prompt import strip_markers
 from .store import Passage
@@ -35,7 +34,6 @@ REFUSERS: dict[str, str] = {
     "kind": "the answer is of another kind than asked (a share for 'how many', no number for 'how much')",
     "subject": "the quoted sentences share no word with the question",
     "polar": "a yes-or-no question answered with a yes, a no or a restatement its passages do not state",
-    "acronym": "the question names a body by an acronym that the cited passages never name",
     "time": "a year or decade the question names dates none of the quoted sentences",
     "judge": "the support judge finds that the quoted sentences do not state this answer to the question",
 }
@@ -124,7 +122,7 @@ def check_names(names: Sequence[str] | str) -> frozenset[str]:
     Traceback (most recent call last):
     ...
     ValueError: No check is called 'speed'. The checks are: retrieval, numbers, citations, guard, kind, subject, \
-polar, acronym, time, judge.
+polar, time, judge.
     """
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
@@ -153,14 +151,6 @@ def _polar(draft: Draft) -> Verdict:
     return passed("polar")
 
 
-def _acronym(draft: Draft) -> Verdict:
-    missing = unnamed(draft.question, [f"{p.title}. {p.text}" for p in draft.cited()],
-                      [p.text for p in [*draft.passages, *draft.retrieved]])
-    if missing:
-        return failed("acronym", f"the cited passages never name {', '.join(missing)}, which the question asks about")
-    return passed("acronym")
-
-
 def _time(draft: Draft) -> Verdict:
     if not times(draft.question):
         return passed("time")
@@ -172,6 +162,5 @@ def _time(draft: Draft) -> Verdict:
     return passed("time")
 
 
-LEXICAL_CHECKS = [Check("kind", _kind), Check("subject", _subject), Check("polar", _polar),
-                  Check("acronym", _acronym), Check("time", _time)]
+LEXICAL_CHECKS = [Check("kind", _kind), Check("subject", _subject), Check("polar", _polar), Check("time", _time)]
 """The checks of a drafted answer that read words only, in the order they run (the judge comes last)."""

@@ -85,48 +85,6 @@ def glosses(texts: Sequence[str]) -> list[str]:
     return out
 
 
-_ACRONYM = re.compile(r"\b([A-Z][A-Z0-9]{1,7})(?:s|’s|'s)?\b")
-
-
-def unnamed(question: str, cited: Sequence[str], passages: Sequence[str]) -> list[str]:
-    """Acronyms of the question that the passages define but no cited text names, short or long.
-
-    A question about the "OFC" answered from a passage that never names the Organisation of
-    Ferry Captains answers about something else: asked for the OFC's chair, a small model gives
-    the chair of a rowing club. Only acronyms defined in the passages count, so a body the
-    articles write about; "NASA" or "UK", which no article spells out, never do.
-
-    >>> defined = ["the Organisation of Ferry Captains (OFC) raised fares."]
-    >>> unnamed("Who chairs the OFC's board?", ["Lund was elected Club Chair."], defined)
-    ['OFC']
-    >>> unnamed("Who chairs the OFC board?", ["The Organisation of Ferry Captains chose Ruiz."], defined)
-    []
-    >>> unnamed("How did NASA help?", ["The space agency sent a probe."], defined)
-    []
-
-    A long name counts in either spelling and across a line break; a question in capitals has no
-    acronyms to go by.
-
-    >>> unnamed("Who chairs the OFC board?", ["The Organization of Ferry\\nCaptains chose Ruiz."], defined)
-    []
-    >>> unnamed("WHO CHAIRS THE OFC BOARD?", ["Lund was elected Club Chair."], defined)
-    []
-    """
-    words = question.split()
-    if sum(w.isupper() for w in words) * 2 > len(words):
-        return []
-    known = _known(passages)
-    said = " ".join(" ".join(cited).split())
-    folded = _spelling(said)
-    out: list[str] = []
-    for acronym in dict.fromkeys(_ACRONYM.findall(question)):
-        if acronym not in known or _uses(acronym, said):
-            continue
-        if not any(_spelling(name) in folded for name in known[acronym]):
-            out.append(acronym)
-    return out
-
-
 def _spelling(text: str) -> str:
     """Lower case, with the spellings "-isation" and "-ization" alike."""
     return re.sub(r"is(ations?|ed|ing|e)\b", r"iz\1", text.lower())
