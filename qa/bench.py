@@ -413,7 +413,7 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
         for item in pipeline.ask_stream(q["question"]):
             if isinstance(item, Answer):
                 answer = item
-            elif first is None:
+            elif isinstance(item, str) and first is None:
                 first = time.perf_counter()
         total = time.perf_counter() - started
         probe.keep = None

@@ -41,6 +41,11 @@ def fuse_orders(best: Sequence[float], k: int = RRF_K) -> list[int]:
     return sorted(range(len(best)), key=lambda i: (-(1 / (k + i) + 1 / (k + sentence_rank[i])), i))
 
 
+def _sentences(passage: Passage) -> list[str]:
+    """The passage's sentences (the whole passage when it has none)."""
+    return [passage.text[start:end] for start, end in sentence_spans(passage.text)] or [passage.text]
+
+
 def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
     """Each passage's sentences, each followed by the long names of the acronyms its passage uses bare.
 
@@ -55,11 +60,8 @@ def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
     ['The FLA’s chair spoke. (FLA: Ferry Line Authority)']
     """
     notes = glosses([p.text for p in passages])
-    out = []
-    for passage, note in zip(passages, notes, strict=True):
-        sentences = [passage.text[start:end] for start, end in sentence_spans(passage.text)] or [passage.text]
-        out.append([f"{s} {note}" if note else s for s in sentences])
-    return out
+    return [[f"{s} {note}" if note else s for s in _sentences(passage)]
+            for passage, note in zip(passages, notes, strict=True)]
 
 
 class SentenceRanker:
@@ -85,15 +87,24 @@ class SentenceRanker:
                 self._cache.popitem(last=False)
         return [found[s] for s in sentences]
 
+    def best(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[tuple[float, str]]:
+        """Each passage's sentence closest to the question, with its similarity (the first sentence, 0.0,
+        without a question vector)."""
+        if not question_vector:
+            return [(0.0, _sentences(p)[0]) for p in passages]
+        groups = passage_sentences(passages)
+        vectors = self._vectors([s for group in groups for s in group])
+        similarity = [sum(a * b for a, b in zip(question_vector, v, strict=True)) for v in vectors]
+        out, start = [], 0
+        for passage, group in zip(passages, groups, strict=True):
+            scores = similarity[start:start + len(group)]
+            top = max(range(len(group)), key=lambda i: (scores[i], -i))
+            out.append((scores[top], _sentences(passage)[top]))
+            start += len(group)
+        return out
+
     def order(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
         """``passages`` (in retrieval order) reordered by fusion with their best sentence's similarity."""
         if len(passages) < 2 or not question_vector:
             return list(passages)
-        groups = passage_sentences(passages)
-        vectors = self._vectors([s for group in groups for s in group])
-        similarity = [sum(a * b for a, b in zip(question_vector, v, strict=True)) for v in vectors]
-        best, start = [], 0
-        for group in groups:
-            best.append(max(similarity[start:start + len(group)]))
-            start += len(group)
-        return [passages[i] for i in fuse_orders(best)]
+        return [passages[i] for i in fuse_orders([score for score, _ in self.best(question_vector, passages)])]

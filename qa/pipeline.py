@@ -35,7 +35,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answer import Answer, Verdict
+from .answer import Answer, Retrieved, Verdict
 from .checks import LEXICAL_CHECKS, REFUSERS, Check, Draft, failed, first_failure, run_checks
 from .citations import (
     CheckPolicy,
@@ -50,7 +50,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .focus import SentenceRanker
+from .focus import SentenceRanker, fuse_orders
 from .glossary import strip_expansions
 from .guard import screen_answer
 from .judge import SupportJudge
@@ -148,18 +148,24 @@ class Pipeline:
     def retrieve(self, question: str, history: Sequence[Message] = (),
                  articles: Sequence[str] | None = None, k: int | None = None) -> list[Passage]:
         """The passages a question is answered from."""
-        return self._retrieve(question, history, articles, k)[0]
+        return self._retrieve(question, history, articles, k)[0].passages
 
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
-                  k: int | None = None) -> tuple[list[Passage], float]:
-        assert self.retriever is not None
+                  k: int | None = None) -> tuple[Retrieved, float, float]:
+        """The passages found (in the order the model reads them) with their best sentences, the best
+        dense similarity, and the seconds spent embedding (the query, and sentences not met before)."""
+        assert self.retriever is not None and self.sentences is not None
         found = self.retriever.retrieve(question, history, k or self.settings.top_k,
                                         mode=self.settings.retrieval, articles=articles)
-        passages = found.passages
-        if self.settings.sentence_order and self.sentences is not None and self.retriever.reranker is None:
+        started = time.perf_counter()
+        passages, scored = found.passages, self.sentences.best(found.vector, found.passages)
+        if self.settings.sentence_order and self.retriever.reranker is None and len(passages) > 1:
             # (a cross-encoder, which reads question and passage together, orders them better)
-            passages = self.sentences.order(found.vector, passages)
-        return passages, found.best_similarity
+            order = fuse_orders([score for score, _ in scored])
+            passages, scored = [passages[i] for i in order], [scored[i] for i in order]
+        embed_s = found.embed_s + time.perf_counter() - started
+        retrieved = Retrieved(passages, [sentence for _, sentence in scored], len(passages), found.query)
+        return retrieved, found.best_similarity, embed_s
 
     def _evidence(self, question: str, passages: Sequence[Passage], best: float) -> Verdict | None:
         """Retrieval evidence that the articles cannot answer, as the verdict that refuses; else ``None``."""
@@ -179,13 +185,16 @@ class Pipeline:
         return None
 
     def ask_stream(self, question: str, history: History = None,
-                   articles: Sequence[str] | None = None) -> Iterator[str | Answer]:
-        """Yield the answer's text piece by piece, then the final :class:`Answer`.
+                   articles: Sequence[str] | None = None) -> Iterator[Retrieved | str | Answer]:
+        """Yield the passages found (:class:`Retrieved`), the answer's text piece by piece, then the
+        final :class:`Answer`.
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
         from the best passages leads to a reading of all of them, whose reply is
         streamed only if nothing of the first one was shown.
+
+        The answer's ``timings`` say where the time went (:data:`qa.answer.STAGES`).
         """
         started = time.perf_counter()
         question = clean_question(question)
@@ -196,12 +205,16 @@ class Pipeline:
             standalone = standalone_question(self.llm, question, turns, style=self.settings.prompt)
             timings["rewrite_s"] = time.perf_counter() - started
         asked = standalone or question
-        passages, best = self._retrieve(asked, [] if standalone else turns, articles)
+        searching = time.perf_counter()
+        found, best, timings["embed_s"] = self._retrieve(asked, [] if standalone else turns, articles)
+        timings["search_s"] = time.perf_counter() - searching - timings["embed_s"]
         timings["retrieval_s"] = time.perf_counter() - started
+        passages = found.passages
         query = standalone or search_text(question, turns)
 
         missing = self._evidence(asked, passages, best)
         if missing is not None:
+            yield replace(found, reading=0, query=query)
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
             yield Answer(REFUSAL, False, [], question, query, passages, timings, refused_by=missing.check,
@@ -210,11 +223,15 @@ class Pipeline:
 
         narrow = self.settings.narrow_k
         reading = passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages
+        yield replace(found, reading=len(reading), query=query)
         held, tokens, readings = True, 0, 0
         while True:
             # A reading after the first is streamed only if nothing was shown yet, and only if its
             # markers number the passages as the final answer does (the list of all passages found).
+            before = sum(timings.get(key, 0.0) for key in ("prompt_s", "generate_s", "checks_s"))
+            building = time.perf_counter()
             messages = build_messages(asked, reading, turns, style=self.settings.prompt)
+            timings["prompt_s"] = timings.get("prompt_s", 0.0) + time.perf_counter() - building
             reply, held_now, more = yield from self._generate(messages, len(reading), started, timings,
                                                               shown=held and reading == passages[:len(reading)])
             tokens += more
@@ -222,6 +239,9 @@ class Pipeline:
             readings += 1
             timings["readings"] = float(readings)
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
+            if readings > 1:
+                timings["second_reading_s"] = sum(timings[key] for key in ("prompt_s", "generate_s", "checks_s")) \
+                    - before
             if answer.answered or answer.refused_by == "judge" or not self.settings.check \
                     or len(reading) == len(passages):
                 break
@@ -248,6 +268,8 @@ class Pipeline:
 
         ``held`` is true when nothing was yielded: the reply is (or began like) the NOT FOUND reply,
         or ``shown`` is false. The text returned is the answer out of a JSON reply, or the prose reply.
+        ``timings`` gets the seconds until the model's first piece (``prompt_s``) and from it to the
+        last (``generate_s``), added to those of earlier readings.
         """
         structured = self.settings.prompt == "json"
         markers = MarkerStreamFilter(count)
@@ -256,6 +278,7 @@ class Pipeline:
         answer_stream = AnswerStream()
         held = True  # hold output while it could still be the NOT FOUND reply
         tokens = 0
+        called = first = time.perf_counter()
         if structured:
             pieces = self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
                                           temperature=self.settings.temperature, schema=SCHEMA)
@@ -264,6 +287,8 @@ class Pipeline:
                                           temperature=self.settings.temperature, stop=["\nQuestion:"])
         in_json: bool | None = None if structured else False  # known once the reply's first character is
         for piece in pieces:
+            if not tokens:
+                first = time.perf_counter()
             tokens += 1
             raw.append(piece)
             if in_json is None and piece.strip():
@@ -285,6 +310,11 @@ class Pipeline:
             if text:
                 timings.setdefault("first_token_s", time.perf_counter() - started)
                 yield text
+        ended = time.perf_counter()
+        if not tokens:
+            first = ended
+        timings["prompt_s"] = timings.get("prompt_s", 0.0) + first - called
+        timings["generate_s"] = timings.get("generate_s", 0.0) + ended - first
         tail = markers.flush()
         if tail and not held:
             yield tail
@@ -297,7 +327,19 @@ class Pipeline:
 
         ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
         best), also count for the acronyms they define. A refusal names the check that made it.
+        ``checks_s`` is the whole of it (citations, guard and the checks), less the checks that run
+        for the audit only.
         """
+        started = time.perf_counter()
+        untimed: list[float] = []
+        answer = self._checked(raw, question, query, passages, retrieved, untimed)
+        if timings is not None:
+            timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started - sum(untimed)
+        return answer
+
+    def _checked(self, raw: str, question: str, query: str, passages: Sequence[Passage],
+                 retrieved: Sequence[Passage], untimed: list[float]) -> Answer:
+        """:meth:`finish`, untimed; the seconds spent on audit-only checks are added to ``untimed``."""
         def refusal(verdict: Verdict, verdicts: Sequence[Verdict] = (), draft: str = "") -> Answer:
             return Answer(REFUSAL, False, [], question, query, list(passages), refused_by=verdict.check,
                           reason=verdict.reason, checks=list(verdicts) or [verdict], draft=draft)
@@ -331,12 +373,11 @@ class Pipeline:
         draft = Draft(question, query, text, citations, passages, retrieved,
                       article=lambda a: self.store.get(sorted(self.store.passage_ids(a))))
         checks = [c for c in self.checks() if c.name not in off]
-        started = time.perf_counter()
         verdicts = run_checks(checks, draft)
-        if timings is not None:
-            timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started
         if self.settings.audit and len(verdicts) < len(checks):  # the rest too, for qa eval, not timed
+            auditing = time.perf_counter()
             verdicts += run_checks(checks[len(verdicts):], draft, audit=True)
+            untimed.append(time.perf_counter() - auditing)
         failure = first_failure(verdicts)
         if failure is not None:
             return refusal(failure, verdicts, draft=text)

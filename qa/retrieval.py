@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -248,11 +249,14 @@ def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8) ->
 
 
 @dataclass
-class Retrieved:
+class Found:
+    """What a search found: the passages, how close the best dense match is, and the query's vector."""
+
     passages: list[Passage]
     best_similarity: float  # cosine similarity of the best dense match
     query: str
     vector: list[float] = field(default_factory=list)  # the query's embedding
+    embed_s: float = 0.0  # the time spent embedding the query
 
 
 class Retriever:
@@ -273,16 +277,18 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
-                 articles: Sequence[str] | None = None) -> Retrieved:
+                 articles: Sequence[str] | None = None) -> Found:
         query = search_text(question, history)
+        started = time.perf_counter()
         vector = self.embedder.embed([query])[0]
+        embed_s = time.perf_counter() - started
         if mode == "dense" or self.keyword is None:
             if self.reranker is None:
                 dense = self.store.query(vector, k, articles=articles)
-                return Retrieved(dense, dense[0].score if dense else 0.0, query, vector)
+                return Found(dense, dense[0].score if dense else 0.0, query, vector, embed_s)
             dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles)
             chosen = rerank(self.reranker, query, dense)[:k]
-            return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector)
+            return Found(chosen, dense[0].score if dense else 0.0, query, vector, embed_s)
         with self._lock:
             self.keyword.ensure_current(self.store)
         dense = self.store.query(vector, self.candidates, articles=articles)
@@ -294,4 +300,5 @@ class Retriever:
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
         chosen = fused[:k]
-        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector)
+        return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector,
+                     embed_s)
