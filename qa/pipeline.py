@@ -3,7 +3,7 @@
     question (+ conversation) ──> standalone question: a follow-up is rewritten by the model
         ▼
     search text ──> passages (Chroma dense + BM25, fused; optionally reranked), put in order
-        │ by their best sentence as well (qa.focus)
+        │ by their best sentence as well (qa.focus); yielded at once as Retrieved, with those sentences
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
@@ -22,7 +22,7 @@
     refused, but not by the judge? the model reads all the passages (6), and that reply is
         │ checked the same way (an answer the judge found its quotes do not state is not asked again)
         ▼
-    Answer(text, answered, citations, refused_by, reason, checks)
+    Answer(text, answered, citations, refused_by, reason, checks), its timings stage by stage
 
 The embedder, store and LLM are passed in, so tests can swap any of them.
 """

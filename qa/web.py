@@ -11,11 +11,18 @@
 
 The conversation is a list of *turns* kept in the browser (``gr.BrowserState``,
 so it survives a reload): the question, the answer's text, citations and
-timings, and a status (waiting, streaming, done, stopped, error). The chat
+timings, and a status (waiting, loading, streaming, done, stopped, error). The chat
 display is always rendered from the turns, on the server, and every piece of
 article text or model output is HTML-escaped there; the HTML of a message has
 no blank line, so Markdown never parses inside it. Markup in an article is
 shown as text, never run.
+
+While the model reads, a streaming answer shows the passages it reads first (each one's title and
+best sentence, from the :class:`~qa.answer.Retrieved` that ``ask_stream`` yields before any text);
+the finished answer shows its cited sources instead.
+
+``qa serve`` serves the page before the models are loaded (:mod:`qa.loading`): a question asked
+meanwhile shows that it waits for the model ("loading"), then is answered.
 
 Settings (model, passages, temperature) belong to the browser session. A
 question is answered by a per-request copy of the pipeline with those
