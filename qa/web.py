@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -697,7 +698,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, ea
     """Check the address, model and index (or reach their servers), and serve the page.
 
     The models load in the background once the page is up (questions asked meanwhile wait for
-    them); with ``eager``, they are loaded first and the page is served after.
+    them; a model that cannot be loaded stops the server with the reason); with ``eager``, they
+    are loaded first and the page is served after.
     """
     options = launch_options(host, auth)
     pipeline = get_pipeline()
@@ -718,7 +720,18 @@ def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, ea
     app = build_app(loading=None if eager else loader)
     app.launch(server_port=port, prevent_thread_lock=True, **options)
     print(f"Chat page: {where}{login}  (Ctrl+C to stop)", flush=True)
-    if not eager:
-        print("Loading the models; questions asked meanwhile wait for them.", flush=True)
-        loader.start(report=lambda line: print(line, flush=True))
-    app.block_thread()
+    if eager:
+        app.block_thread()
+        return
+    print("Loading the models; questions asked meanwhile wait for them.", flush=True)
+    loader.start(report=lambda line: None if loader.error else print(line, flush=True))
+    try:
+        while app.is_running and not (loader.ready and loader.error):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        print("Keyboard interruption in main thread... closing server.", flush=True)
+    if loader.error:  # a model that cannot be loaded stops the server, as it would have before serving
+        time.sleep(1.0)  # a question waiting for the model gets the message first
+        app.close()
+        raise QAError(loader.error)
+    app.close()
