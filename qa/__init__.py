@@ -5,7 +5,7 @@
 >>> answer.text, answer.citations[0].quote  # doctest: +SKIP
 """
 
-from .answer import Answer, Citation
+from .answer import Answer, Citation, Retrieved
 from .api import ask, ask_stream, build_pipeline, ingest, ingest_link, watch_folder
 from .config import Settings
 from .errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "Pipeline",
     "ProvisionError",
     "QAError",
+    "Retrieved",
     "Settings",
     "UploadError",
     "ask",

@@ -47,10 +47,56 @@ class Verdict:
         return asdict(self)
 
 
+# Where an answer's time went: the stages of ``Answer.timings``, in order, with their labels. Each is the
+# seconds spent in that stage, over every reading; together they make up ``total_s`` but for a few
+# milliseconds of the pipeline's own (prompt building, marker filtering).
+STAGES = {
+    "rewrite_s": "question rewrite",  # a follow-up rewritten by the model to stand alone; absent otherwise
+    "embed_s": "embedding",  # the search text, and the sentences of the passages found not met before
+    "search_s": "search",  # dense and keyword search, fusion, ordering
+    "prompt_s": "prompt evaluation",  # building the prompt, then until the model's first token (waiting included)
+    "generate_s": "generation",  # from the model's first token to its last
+    "checks_s": "checks",  # citations, guard and the checks of qa.checks, the support judge's included
+}
+# The other keys: ``retrieval_s``, ``first_token_s`` and ``total_s`` are the seconds from the question
+# to the passages found, to the first text shown, and to the answer; ``second_reading_s`` the part of
+# prompt evaluation, generation and checks spent on a second reading (absent without one);
+# ``readings`` and ``tokens`` are counts.
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """The passages found for a question: the first item ``ask_stream`` yields, before any text.
+
+    ``passages`` are all those found, in the order the answer's ``[n]`` markers number them, and
+    ``sentences[i]`` is passage i's sentence closest to the question. The model reads the first
+    ``reading`` of them (all of them if those give no checked answer; none when the search alone
+    shows that the articles cannot answer). ``query`` is what was searched for: the question, or
+    for a follow-up the question the model rewrote to stand alone.
+    """
+
+    passages: list[Passage]
+    sentences: list[str]
+    reading: int
+    query: str = ""
+
+    @property
+    def read(self) -> list[tuple[Passage, str]]:
+        """The passages the model reads first, each with its best sentence."""
+        return list(zip(self.passages, self.sentences, strict=True))[: self.reading]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "reading": self.reading,
+                "passages": [{"number": n, "article": p.title, "source": p.source, "chunk_id": p.id,
+                              "outlet": p.outlet, "sentence": s}
+                             for n, (p, s) in enumerate(zip(self.passages, self.sentences, strict=True), 1)]}
+
+
 @dataclass
 class Answer:
     """An answer with ``[n]`` markers, its citations, and how it was made.
 
+    ``timings`` says where the time went, in seconds (:data:`STAGES` lists the stages).
     A refusal names what refused it: ``refused_by`` is one of :data:`qa.checks.REFUSERS`, and
     ``reason`` says why in a short sentence. ``checks`` holds the verdicts of the checks that ran
     on the answer given (or refused), and ``draft`` the refused text. ``undated`` counts the

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .answer import Answer
+from .answer import Answer, Retrieved
 from .config import Settings, default_seeds_dir
 from .embedder import SentenceTransformerEmbedder
 from .fetch import address_policy
@@ -89,8 +89,9 @@ def ask(question: str, history: History = None, *, articles: Sequence[str] | Non
 
 
 def ask_stream(question: str, history: History = None, *, articles: Sequence[str] | None = None,
-               since: DateLike = None, until: DateLike = None) -> Iterator[str | Answer]:
-    """Like :func:`ask`, yielding text as it is generated and then the :class:`Answer`."""
+               since: DateLike = None, until: DateLike = None) -> Iterator[Retrieved | str | Answer]:
+    """Like :func:`ask`, streamed: first the passages found (:class:`~qa.answer.Retrieved`), as soon as
+    the search is done; then the answer's text, piece by piece (``str``); last the :class:`Answer`."""
     return get_pipeline().ask_stream(question, history, articles, since=since, until=until)
 
 

@@ -403,6 +403,7 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
     log("answers: warming up (loads the model, caches the system prompt)")
     pipeline.ask(warm_up_question(questions))
     sent: dict[str, Call] = {}  # the pipeline's chat for each question (the same every run)
+    stages: list[dict[str, float]] = []  # each pipeline answer's timings
 
     def through_pipeline(q: dict[str, str], keep: int | None = None) -> dict[str, float] | None:
         before = len(probe.calls)
@@ -413,7 +414,7 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
         for item in pipeline.ask_stream(q["question"]):
             if isinstance(item, Answer):
                 answer = item
-            elif first is None:
+            elif isinstance(item, str) and first is None:
                 first = time.perf_counter()
         total = time.perf_counter() - started
         probe.keep = None
@@ -421,6 +422,7 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
             return None
         sent[q["id"]] = probe.calls[-1]
         answered[q["id"]].append(answer.answered)
+        stages.append(answer.timings)
         ttft = (first if first is not None else time.perf_counter()) - started
         return _call_figures(probe.calls[-1], ttft, total, counter)
 
@@ -502,7 +504,24 @@ def bench_answers(pipeline: Any, probe: Probe, llama: Any, questions: list[dict[
     summary["gen_calls_pooled"] = float(sum(1 for q in per.values() for c in q["pipeline"] if c["gen_pieces"] >= 7))
     summary["overhead_share"] = summary["overhead_s"] / summary["raw_prompt_eval_s"]
     summary["raw_prompt_tok_s"] = summary["prompt_tokens_evaluated"] / summary["raw_prompt_eval_s"]
-    return {"questions": rows, "summary": summary, "runs": min((row["runs"] for row in rows), default=0)}
+    return {"questions": rows, "summary": summary, "runs": min((row["runs"] for row in rows), default=0),
+            "stages": stage_medians(stages)}
+
+
+def stage_medians(timings: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The median of each stage of :data:`qa.answer.STAGES` over answers' timings (a stage an answer
+    skipped counts as 0 s), and of their total.
+
+    >>> stage_medians([{"embed_s": 0.1, "total_s": 2.0}, {"embed_s": 0.3, "rewrite_s": 1.0, "total_s": 4.0}])
+    {'rewrite_s': 0.5, 'embed_s': 0.2, 'total_s': 3.0}
+    """
+    from .answer import STAGES
+
+    seen = [key for key in [*STAGES, "second_reading_s"] if any(key in t for t in timings)]
+    out = {key: median([t.get(key, 0.0) for t in timings]) for key in seen}
+    if timings:
+        out["total_s"] = median([t.get("total_s", 0.0) for t in timings])
+    return out
 
 
 class ReplayLLM:
@@ -804,8 +823,10 @@ def ask_over_http(base: str, question: str, timeout: float = 300.0) -> dict[str,
 
 
 def bench_serve(data_dir: Path, model: Path, threads: int, batch_threads: int, log: Log,
-                timeout: float = 300.0) -> dict[str, Any]:
-    """Start ``qa serve`` as a user does; time until HTTP 200 and the first answer; its peak memory."""
+                timeout: float = 300.0, eager: bool = False) -> dict[str, Any]:
+    """Start ``qa serve`` as a user does (``--eager``: models loaded before the page is served); time
+    until HTTP 200 and then the first answer (asked at once: it waits for the models, if need be);
+    its peak memory."""
     import httpx
 
     port = _free_port()
@@ -817,7 +838,8 @@ def bench_serve(data_dir: Path, model: Path, threads: int, batch_threads: int, l
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log_file:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port)], env=env,
+        command = [sys.executable, "-m", "qa", "serve", "--port", str(port), *(["--eager"] if eager else [])]
+        process = subprocess.Popen(command, env=env,
                                    stdout=log_file, stderr=subprocess.STDOUT)
         try:
             ready = None
@@ -832,7 +854,7 @@ def bench_serve(data_dir: Path, model: Path, threads: int, batch_threads: int, l
             if ready is None:
                 tail = log_path.read_text()[-500:]
                 raise QAError(f"`qa serve` did not answer within {timeout:.0f} s: {tail}")
-            log(f"serve: page answered HTTP 200 after {ready:.1f} s")
+            log(f"serve{' --eager' if eager else ''}: page answered HTTP 200 after {ready:.1f} s")
             rss_ready = _status_kb(process.pid, "VmHWM") / 1024
             t0 = time.perf_counter()
             try:
@@ -851,7 +873,23 @@ def bench_serve(data_dir: Path, model: Path, threads: int, batch_threads: int, l
                 process.kill()
                 process.wait()
     return {"cold_start_s": ready, "peak_rss_at_ready_mb": rss_ready, "first_answer_s": first_answer,
+            "start_to_answer_s": ready + first_answer if first_answer is not None else None,
             "first_answer_answered": answered, "peak_rss_mb": peak}
+
+
+def bench_starts(data_dir: Path, model: Path, threads: int, batch_threads: int, log: Log) -> dict[str, Any]:
+    """``qa serve`` as it starts (the page first, the models loading behind it), then with ``--eager``
+    (the models first), each from a copy of ``data_dir``: the first's figures, the second's under
+    ``eager``, and how many times sooner the page answers."""
+    runs = {}
+    for eager in (False, True):
+        folder = data_dir.parent / f"{data_dir.name}-{'eager' if eager else 'early'}"
+        shutil.copytree(data_dir, folder)
+        runs[eager] = bench_serve(folder, model, threads, batch_threads, log, eager=eager)
+    early, eager_run = runs[False], runs[True]
+    ratio = (eager_run["cold_start_s"] / early["cold_start_s"]
+             if early["cold_start_s"] and eager_run["cold_start_s"] else None)
+    return {**early, "eager": eager_run, "start_ratio": ratio}
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -911,9 +949,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         corpus = bench_corpus(work, embedder, settings, options, log)
         serve = None
         if options.serve:
-            serve_dir = work / "serve-data"
-            shutil.copytree(settings.data_dir, serve_dir)
-            serve = bench_serve(serve_dir, model, settings.threads, settings.batch_threads, log)
+            serve = bench_starts(settings.data_dir, model, settings.threads, settings.batch_threads, log)
     report: dict[str, Any] = {
         "kind": "quick" if options.quick else "full",
         "machine": {**machine, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
@@ -1024,6 +1060,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Overhead counted against raw TTFT instead of raw prompt evaluation: "
         f"{_f(s['overhead_vs_raw_ttft_s'], 3)} s.",
     ]
+    stages = report["answers"].get("stages") or {}
+    if stages:
+        from .answer import STAGES
+
+        labels = {**STAGES, "second_reading_s": "of these, a second reading"}
+        lines += ["", "## Where the time goes (the pipeline's answers, median per stage)", "",
+                  "| stage | s |", "|---|---|"]
+        lines += [f"| {labels[key]} | {_f(value, 3)} |" for key, value in stages.items() if key in labels]
+        lines += [f"| **answer, in all** | **{_f(stages.get('total_s'), 3)}** |", "",
+                  "Each stage's median over every answer (a stage an answer skipped counts as 0 s), so they need "
+                  "not add up to the median answer. The bench asks the model once per question (all passages "
+                  "read at once, no support judge), so there is no second reading and the checks are the "
+                  "lexical ones."]
     c = report["pipeline_cost"]
     lines += ["", "## The pipeline's own cost (a stand-in model that replays a real answer at once)", "",
               "| before the model is called ms | per streamed token µs | after the last token ms |",
@@ -1056,9 +1105,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("serve"):
         v = report["serve"]
-        lines += ["", "## `qa serve`", "", "| cold start to HTTP 200 s | first answer over HTTP s | peak RSS MB |",
-                  "|---|---|---|",
-                  f"| {_f(v['cold_start_s'], 1)} | {_f(v['first_answer_s'], 1)} | {_f(v['peak_rss_mb'], 0)} |"]
+        lines += ["", "## `qa serve`", "",
+                  "| start | to HTTP 200 s | then the first answer s | start to first answer s | peak RSS MB |",
+                  "|---|---|---|---|---|"]
+        for name, run in (("page first, models loading behind it (`qa serve`)", v),
+                          ("models first (`qa serve --eager`)", v.get("eager"))):
+            if run:
+                lines.append(f"| {name} | {_f(run['cold_start_s'], 1)} | {_f(run['first_answer_s'], 1)} | "
+                             f"{_f(run.get('start_to_answer_s'), 1)} | {_f(run['peak_rss_mb'], 0)} |")
+        if v.get("start_ratio"):
+            lines += ["", f"The page answers {_f(v['start_ratio'], 1)} times sooner when the models load behind "
+                          "it; a question asked at once waits for them."]
     lines += ["", f"Peak RSS of the bench process: {_f(report['bench_peak_rss_mb'], 0)} MB.",
               "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['shown']} | {'yes' if t['met'] else 'no'} |" for t in report["targets"]]

@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", metavar="USER:PASSWORD",
                        help="require this login (or set QA_AUTH=USER:PASSWORD); needed with any --host other "
                             "than 127.0.0.1/localhost")
+    serve.add_argument("--eager", action="store_true",
+                       help="load the models before serving the page (by default the page is served at once "
+                            "and questions asked while the models load wait for them)")
 
     from .bench import add_arguments
 
@@ -155,7 +158,7 @@ def _ask(args: argparse.Namespace) -> int:
     for item in ask_stream(args.question, articles=args.article, since=args.since, until=args.until):
         if isinstance(item, Answer):
             answer = item
-        elif stream:
+        elif stream and isinstance(item, str):
             streamed.append(item)
             print(item, end="", flush=True)
     assert answer is not None
@@ -406,7 +409,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from .web import serve
 
-        serve(host=args.host, port=args.port, auth=args.auth)
+        serve(host=args.host, port=args.port, auth=args.auth, eager=args.eager)
         return 0
     if args.command == "bench":
         from .bench import run_from_args

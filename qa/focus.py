@@ -41,6 +41,11 @@ def fuse_orders(best: Sequence[float], k: int = RRF_K) -> list[int]:
     return sorted(range(len(best)), key=lambda i: (-(1 / (k + i) + 1 / (k + sentence_rank[i])), i))
 
 
+def _sentences(passage: Passage) -> list[str]:
+    """The passage's sentences (the whole passage when it has none)."""
+    return [passage.text[start:end] for start, end in sentence_spans(passage.text)] or [passage.text]
+
+
 def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
     """Each passage's sentences, each followed by the long names of the acronyms its passage uses bare.
 
@@ -55,11 +60,8 @@ def passage_sentences(passages: Sequence[Passage]) -> list[list[str]]:
     ['The FLA’s chair spoke. (FLA: Ferry Line Authority)']
     """
     notes = glosses([p.text for p in passages])
-    out = []
-    for passage, note in zip(passages, notes, strict=True):
-        sentences = [passage.text[start:end] for start, end in sentence_spans(passage.text)] or [passage.text]
-        out.append([f"{s} {note}" if note else s for s in sentences])
-    return out
+    return [[f"{s} {note}" if note else s for s in _sentences(passage)]
+            for passage, note in zip(passages, notes, strict=True)]
 
 
 class SentenceRanker:
@@ -98,8 +100,17 @@ class SentenceRanker:
             start += len(group)
         return out
 
+    def best(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[tuple[float, str]]:
+        """Each passage's sentence closest to the question, with its similarity (the first sentence, 0.0,
+        without a question vector)."""
+        out = []
+        for passage, scores in zip(passages, self.scores(question_vector, passages), strict=True):
+            top = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            out.append((scores[top], _sentences(passage)[top]))
+        return out
+
     def order(self, question_vector: Sequence[float], passages: Sequence[Passage]) -> list[Passage]:
         """``passages`` (in retrieval order) reordered by fusion with their best sentence's similarity."""
         if len(passages) < 2 or not question_vector:
             return list(passages)
-        return [passages[i] for i in fuse_orders([max(s) for s in self.scores(question_vector, passages)])]
+        return [passages[i] for i in fuse_orders([score for score, _ in self.best(question_vector, passages)])]

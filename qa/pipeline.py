@@ -5,7 +5,8 @@
     question (+ conversation) ──> standalone question: a follow-up is rewritten by the model
         ▼
     search text ──> passages (Chroma dense + BM25, fused, within the articles and period asked;
-        │ optionally reranked), put in order by their best sentence as well (qa.focus)
+        │ optionally reranked), put in order by their best sentence as well (qa.focus); yielded at
+        │ once as Retrieved, with those sentences
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
@@ -24,7 +25,7 @@
     refused, but not by the judge? the model reads all the passages (6), and that reply is
         │ checked the same way (an answer the judge found its quotes do not state is not asked again)
         ▼
-    Answer(text, answered, citations, refused_by, reason, checks, undated)
+    Answer(text, answered, citations, refused_by, reason, checks, undated), its timings stage by stage
 
 The embedder, store and LLM are passed in, so tests can swap any of them.
 """
@@ -37,7 +38,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answer import Answer, Verdict
+from .answer import Answer, Retrieved, Verdict
 from .checks import LEXICAL_CHECKS, REFUSERS, Check, Draft, failed, first_failure, run_checks
 from .citations import (
     CheckPolicy,
@@ -53,7 +54,7 @@ from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
 from .excerpt import choose, estimate_tokens, restore_citation, sentence_scores
-from .focus import SentenceRanker
+from .focus import SentenceRanker, fuse_orders
 from .glossary import strip_expansions
 from .guard import screen_answer
 from .judge import SupportJudge
@@ -153,26 +154,31 @@ class Pipeline:
                  articles: Sequence[str] | None = None, k: int | None = None, *,
                  since: DateLike = None, until: DateLike = None) -> list[Passage]:
         """The passages a question is answered from."""
-        return self._retrieve(question, history, articles, k, Period.of(since, until))[0]
+        return self._retrieve(question, history, articles, k, Period.of(since, until))[0].passages
 
     def found_and_read(self, question: str, history: Sequence[Message] = ()) -> tuple[list[Passage], list[Passage]]:
         """The passages a question finds, and what the model reads of them first (:meth:`reading`)."""
-        passages, _, _, vector = self._retrieve(question, history, None)
-        return passages, self.reading(question, vector, passages)
+        found, _, _, _, vector = self._retrieve(question, history, None)
+        return found.passages, self.reading(question, vector, found.passages)
 
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
                   k: int | None = None, period: Period | None = None
-                  ) -> tuple[list[Passage], float, int, list[float]]:
-        """The passages, the best dense similarity, how many undated articles ``period`` left out, and
-        the query's vector."""
-        assert self.retriever is not None
+                  ) -> tuple[Retrieved, float, float, int, list[float]]:
+        """The passages found (in the order the model reads them) with their best sentences, the best
+        dense similarity, the seconds spent embedding (the query, and sentences not met before), how
+        many undated articles ``period`` left out, and the query's vector."""
+        assert self.retriever is not None and self.sentences is not None
         found = self.retriever.retrieve(question, history, k or self.settings.top_k,
                                         mode=self.settings.retrieval, articles=articles, period=period)
-        passages = found.passages
-        if self.settings.sentence_order and self.sentences is not None and self.retriever.reranker is None:
+        started = time.perf_counter()
+        passages, scored = found.passages, self.sentences.best(found.vector, found.passages)
+        if self.settings.sentence_order and self.retriever.reranker is None and len(passages) > 1:
             # (a cross-encoder, which reads question and passage together, orders them better)
-            passages = self.sentences.order(found.vector, passages)
-        return passages, found.best_similarity, found.undated, found.vector
+            order = fuse_orders([score for score, _ in scored])
+            passages, scored = [passages[i] for i in order], [scored[i] for i in order]
+        embed_s = found.embed_s + time.perf_counter() - started
+        retrieved = Retrieved(passages, [sentence for _, sentence in scored], len(passages), found.query)
+        return retrieved, found.best_similarity, embed_s, found.undated, found.vector
 
     def reading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage]
                 ) -> list[Passage]:
@@ -215,8 +221,9 @@ class Pipeline:
         return None
 
     def ask_stream(self, question: str, history: History = None, articles: Sequence[str] | None = None, *,
-                   since: DateLike = None, until: DateLike = None) -> Iterator[str | Answer]:
-        """Yield the answer's text piece by piece, then the final :class:`Answer`.
+                   since: DateLike = None, until: DateLike = None) -> Iterator[Retrieved | str | Answer]:
+        """Yield the passages found (:class:`Retrieved`), the answer's text piece by piece, then the
+        final :class:`Answer`.
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
@@ -224,12 +231,15 @@ class Pipeline:
         streamed only if nothing of the first one was shown. ``since`` and ``until``
         (dates or ``YYYY-MM-DD``) keep to articles dated in that period, leaving out
         the undated ones, which ``Answer.undated`` counts.
+
+        The answer's ``timings`` say where the time went (:data:`qa.answer.STAGES`).
         """
         started = time.perf_counter()
         question = clean_question(question)
         period = Period.of(since, until)
         outside = self._outside(question, articles, period, started)
         if outside is not None:
+            yield Retrieved([], [], 0, question)
             yield outside.text
             yield outside
             return
@@ -240,13 +250,17 @@ class Pipeline:
             standalone = standalone_question(self.llm, question, turns, style=self.settings.prompt)
             timings["rewrite_s"] = time.perf_counter() - started
         asked = standalone or question
-        passages, best, undated, vector = self._retrieve(asked, [] if standalone else turns, articles,
-                                                         period=period)
+        searching = time.perf_counter()
+        found, best, timings["embed_s"], undated, vector = self._retrieve(
+            asked, [] if standalone else turns, articles, period=period)
+        timings["search_s"] = time.perf_counter() - searching - timings["embed_s"]
         timings["retrieval_s"] = time.perf_counter() - started
+        passages = found.passages
         query = standalone or search_text(question, turns)
 
         missing = self._evidence(asked, passages, best)
         if missing is not None:
+            yield replace(found, reading=0, query=query)
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
             yield REFUSAL
             yield Answer(REFUSAL, False, [], question, query, passages, timings, refused_by=missing.check,
@@ -256,12 +270,16 @@ class Pipeline:
         reading = self.reading(asked, vector, passages)
         excerpted = self.settings.read_tokens > 0
         timings["passage_tokens"] = float(sum(estimate_tokens(p.text) for p in reading))
+        yield replace(found, reading=len(reading), query=query)
         held, tokens, readings = True, 0, 0
         while True:
             # A reading after the first is streamed only if nothing was shown yet, and only if its
             # markers number the passages as the final answer does (the list of all passages found).
+            before = sum(timings.get(key, 0.0) for key in ("prompt_s", "generate_s", "checks_s"))
+            building = time.perf_counter()
             messages = build_messages(asked, reading, turns, style=self.settings.prompt)
             in_order = [p.id for p in reading] == [p.id for p in passages[:len(reading)]]
+            timings["prompt_s"] = timings.get("prompt_s", 0.0) + time.perf_counter() - building
             reply, held_now, more = yield from self._generate(messages, len(reading), started, timings,
                                                               shown=held and in_order)
             tokens += more
@@ -269,6 +287,9 @@ class Pipeline:
             readings += 1
             timings["readings"] = float(readings)
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
+            if readings > 1:
+                timings["second_reading_s"] = sum(timings[key] for key in ("prompt_s", "generate_s", "checks_s")) \
+                    - before
             if answer.answered or answer.refused_by == "judge" or not self.settings.check \
                     or excerpted or len(reading) == len(passages):
                 break
@@ -298,6 +319,8 @@ class Pipeline:
 
         ``held`` is true when nothing was yielded: the reply is (or began like) the NOT FOUND reply,
         or ``shown`` is false. The text returned is the answer out of a JSON reply, or the prose reply.
+        ``timings`` gets the seconds until the model's first piece (``prompt_s``) and from it to the
+        last (``generate_s``), added to those of earlier readings.
         """
         structured = self.settings.prompt == "json"
         markers = MarkerStreamFilter(count)
@@ -306,6 +329,7 @@ class Pipeline:
         answer_stream = AnswerStream()
         held = True  # hold output while it could still be the NOT FOUND reply
         tokens = 0
+        called = first = time.perf_counter()
         if structured:
             pieces = self.llm.stream_chat(messages, max_tokens=self.settings.max_tokens,
                                           temperature=self.settings.temperature, schema=SCHEMA)
@@ -314,6 +338,8 @@ class Pipeline:
                                           temperature=self.settings.temperature, stop=["\nQuestion:"])
         in_json: bool | None = None if structured else False  # known once the reply's first character is
         for piece in pieces:
+            if not tokens:
+                first = time.perf_counter()
             tokens += 1
             raw.append(piece)
             if in_json is None and piece.strip():
@@ -335,6 +361,11 @@ class Pipeline:
             if text:
                 timings.setdefault("first_token_s", time.perf_counter() - started)
                 yield text
+        ended = time.perf_counter()
+        if not tokens:
+            first = ended
+        timings["prompt_s"] = timings.get("prompt_s", 0.0) + first - called
+        timings["generate_s"] = timings.get("generate_s", 0.0) + ended - first
         tail = markers.flush()
         if tail and not held:
             yield tail
@@ -347,7 +378,19 @@ class Pipeline:
 
         ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
         best), also count for the acronyms they define. A refusal names the check that made it.
+        ``checks_s`` is the whole of it (citations, guard and the checks), less the checks that run
+        for the audit only.
         """
+        started = time.perf_counter()
+        untimed: list[float] = []
+        answer = self._checked(raw, question, query, passages, retrieved, untimed)
+        if timings is not None:
+            timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started - sum(untimed)
+        return answer
+
+    def _checked(self, raw: str, question: str, query: str, passages: Sequence[Passage],
+                 retrieved: Sequence[Passage], untimed: list[float]) -> Answer:
+        """:meth:`finish`, untimed; the seconds spent on audit-only checks are added to ``untimed``."""
         def refusal(verdict: Verdict, verdicts: Sequence[Verdict] = (), draft: str = "") -> Answer:
             return Answer(REFUSAL, False, [], question, query, list(passages), refused_by=verdict.check,
                           reason=verdict.reason, checks=list(verdicts) or [verdict], draft=draft)
@@ -381,12 +424,11 @@ class Pipeline:
         draft = Draft(question, query, text, citations, passages, retrieved,
                       article=lambda a: self.store.get(sorted(self.store.passage_ids(a))))
         checks = [c for c in self.checks() if c.name not in off]
-        started = time.perf_counter()
         verdicts = run_checks(checks, draft)
-        if timings is not None:
-            timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started
         if self.settings.audit and len(verdicts) < len(checks):  # the rest too, for qa eval, not timed
+            auditing = time.perf_counter()
             verdicts += run_checks(checks[len(verdicts):], draft, audit=True)
+            untimed.append(time.perf_counter() - auditing)
         failure = first_failure(verdicts)
         if failure is not None:
             return refusal(failure, verdicts, draft=text)

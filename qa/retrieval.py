@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -242,12 +243,15 @@ def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8) ->
 
 
 @dataclass
-class Retrieved:
+class Found:
+    """What a search found: the passages, how close the best dense match is, and the query's vector."""
+
     passages: list[Passage]
     best_similarity: float  # cosine similarity of the best dense match
     query: str
     vector: list[float] = field(default_factory=list)  # the query's embedding
     undated: int = 0  # articles a period left out for having no date
+    embed_s: float = 0.0  # the time spent embedding the query
 
 
 class Retriever:
@@ -268,11 +272,13 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
-                 articles: Sequence[str] | None = None, period: Period | None = None) -> Retrieved:
+                 articles: Sequence[str] | None = None, period: Period | None = None) -> Found:
         """The ``k`` best passages for the question, optionally only of ``articles`` and of articles
         dated in ``period`` (which leaves out the undated ones and counts them in ``undated``)."""
         query = search_text(question, history)
+        started = time.perf_counter()
         vector = self.embedder.embed([query])[0]
+        embed_s = time.perf_counter() - started
         if self.keyword is not None:
             with self._lock:
                 if self.keyword.ensure_current(self.store):
@@ -281,10 +287,10 @@ class Retriever:
         if mode == "dense" or self.keyword is None:
             if self.reranker is None:
                 dense = self.store.query(vector, k, articles=articles, period=period)
-                return Retrieved(dense, dense[0].score if dense else 0.0, query, vector, undated)
+                return Found(dense, dense[0].score if dense else 0.0, query, vector, undated, embed_s)
             dense = self.store.query(vector, max(k, self.rerank_candidates), articles=articles, period=period)
             chosen = rerank(self.reranker, query, dense)[:k]
-            return Retrieved(chosen, dense[0].score if dense else 0.0, query, vector, undated)
+            return Found(chosen, dense[0].score if dense else 0.0, query, vector, undated, embed_s)
         dense = self.store.query(vector, self.candidates, articles=articles, period=period)
         allowed = self.store.ids_in(articles, period) if period is not None else None
         keyword_ids = self.keyword.search(query, self.candidates, articles=articles, ids=allowed)
@@ -295,4 +301,5 @@ class Retriever:
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
         chosen = fused[:k]
-        return Retrieved([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated)
+        return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated,
+                     embed_s)

@@ -12,11 +12,18 @@
 
 The conversation is a list of *turns* kept in the browser (``gr.BrowserState``,
 so it survives a reload): the question, the answer's text, citations and
-timings, and a status (waiting, streaming, done, stopped, error). The chat
+timings, and a status (waiting, loading, streaming, done, stopped, error). The chat
 display is always rendered from the turns, on the server, and every piece of
 article text or model output is HTML-escaped there; the HTML of a message has
 no blank line, so Markdown never parses inside it. Markup in an article is
 shown as text, never run.
+
+While the model reads, a streaming answer shows the passages it reads first (each one's title and
+best sentence, from the :class:`~qa.answer.Retrieved` that ``ask_stream`` yields before any text);
+the finished answer shows its cited sources instead.
+
+``qa serve`` serves the page before the models are loaded (:mod:`qa.loading`): a question asked
+meanwhile shows that it waits for the model ("loading"), then is answered.
 
 Settings (model, passages, temperature) belong to the browser session. A
 question is answered by a per-request copy of the pipeline with those
@@ -45,19 +52,21 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from .answer import Answer
+from .answer import STAGES, Answer, Retrieved
 from .api import get_pipeline
 from .errors import QAError
 from .fetch import address_policy
 from .library import UPLOAD_SUFFIXES, Library
 from .links import is_link
 from .llm import LLM, LlamaCppLLM, check_gguf
+from .loading import ModelLoader
 from .period import Period
 from .pipeline import Pipeline
 
@@ -91,6 +100,7 @@ CSS = """
 .qa-source summary, .qa-how summary { cursor: pointer; color: var(--color-accent); }
 .qa-passage { margin: .3em 0; padding: .4em .7em; border-left: 3px solid var(--border-color-primary); }
 .qa-how { margin: .7em 0 0 0; color: var(--body-text-color-subdued); }
+.qa-reading { margin-top: .8em; border-top: 1px dashed var(--border-color-primary); padding-top: .5em; opacity: .85; }
 #qa-articles .wrap { flex-direction: column; gap: .35em; }
 #qa-articles .wrap label { width: 100%; font-size: .9em; padding: .4em .6em; color: var(--body-text-color) !important;
   background: var(--block-background-fill) !important; border: 1px solid var(--border-color-primary); }
@@ -196,8 +206,32 @@ def _how_html(how: dict[str, Any]) -> str:
         parts.append(f"Nothing was generated: the model was not asked ({total:.2f} s in all).")
     if how.get("refused_by"):
         parts.append(f"Refused by the {_e(how['refused_by'])} check: {_e(how.get('reason') or '')}.")
+    stages = [f"{label} {num(key):.2f} s" for key, label in STAGES.items() if key in how]
+    if "embed_s" in how:  # answers from before the breakdown have none
+        second = (f" (of which the second reading {num('second_reading_s'):.2f} s)"
+                  if "second_reading_s" in how else "")
+        parts.append(f"Where the time went: {', '.join(stages)}{second}; {num('total_s'):.2f} s in all.")
     return (f'<details class="qa-how"><summary>How this answer was made</summary>'
             f'{" ".join(parts)}</details>')
+
+
+def _reading_html(reading: object) -> str:
+    """The passages the model is reading, each with its best sentence, shown until the sources replace them."""
+    rows = [r for r in reading if isinstance(r, dict)] if isinstance(reading, list) else []
+    if not rows:
+        return ""
+    items = "".join(
+        f'<div class="qa-source"><div class="qa-source-head">[{int(r.get("number") or 0)}] {_e(r.get("title") or "")} '
+        f'<span class="qa-source-meta">{_e(r.get("outlet") or "")}</span></div>'
+        f'<div class="qa-context">{_e(r.get("sentence") or "")}</div></div>' for r in rows)
+    return (f'<div class="qa-reading"><div class="qa-sources-title">Reading {_count(len(rows), "passage")}</div>'
+            f'{items}</div>')
+
+
+def reading_of(retrieved: Retrieved) -> list[dict[str, Any]]:
+    """The passages the model reads first, for the page: number, title, outlet, best sentence."""
+    return [{"number": n, "title": p.title, "outlet": p.outlet, "sentence": " ".join(sentence.split())}
+            for n, (p, sentence) in enumerate(retrieved.read, 1)]
 
 
 def render_turn(turn: Turn) -> str:
@@ -206,9 +240,14 @@ def render_turn(turn: Turn) -> str:
     if status == "waiting":
         return ('<div class="qa-note">Waiting for the model… It answers one question at a time; while it is busy, '
                 'your place in the queue shows at the bottom of the conversation.</div>')
+    if status == "loading":
+        return ('<div class="qa-note">Waiting for the model to finish loading (the page is served while it '
+                'loads)… Your question is answered as soon as it is ready.</div>')
     if status == "streaming":
-        body = _with_markers(text) if text else '<span class="qa-note">Searching the articles…</span>'
-        return f'<div class="qa-answer">{body} ▍</div>'
+        reading = _reading_html(turn.get("reading"))
+        note = "Reading the passages…" if reading else "Searching the articles…"
+        body = _with_markers(text) if text else f'<span class="qa-note">{note}</span>'
+        return f'<div class="qa-answer">{body} ▍</div>{reading}'
     if status == "stopped":
         partial = f"{_with_markers(text)} " if text else ""
         return f'<div class="qa-answer">{partial}<span class="qa-note">(stopped)</span></div>'
@@ -347,9 +386,17 @@ def _md(text: str) -> str:
 class ChatPage:
     """The handlers of the page, over the pipeline that ``pipeline_factory`` returns."""
 
-    def __init__(self, pipeline_factory: Callable[[], Pipeline]) -> None:
+    def __init__(self, pipeline_factory: Callable[[], Pipeline], loading: ModelLoader | None = None) -> None:
         self.pipeline_factory = pipeline_factory
+        self.loading = loading  # the models loading in the background, while the page is served
         self._library: Library | None = None
+
+    def _wait_for_models(self) -> None:
+        """Wait for the models loading in the background; raise if they could not be loaded."""
+        if self.loading is not None:
+            self.loading.wait()
+            if self.loading.error:
+                raise QAError(f"{self.loading.error} Fix this and restart `qa serve`.")
 
     @property
     def library(self) -> Library:
@@ -494,7 +541,7 @@ class ChatPage:
         """Show the question at once, with a waiting answer; the queued step answers it."""
         turns = [t for t in turns or [] if isinstance(t, dict)]
         text = (question or "").strip()
-        if not text or (turns and turns[-1].get("status") in ("waiting", "streaming")):
+        if not text or (turns and turns[-1].get("status") in ("waiting", "loading", "streaming")):
             return gr.skip(), turns, render_chat(turns)
         turns.append({"q": text, "status": "waiting", "text": ""})
         return gr.update(value="", submit_btn=False, stop_btn="Stop"), turns, render_chat(turns)
@@ -513,9 +560,13 @@ class ChatPage:
             yield render_chat(turns), turns
             return
         turn: Turn = {**turns[-1], "status": "streaming", "text": ""}
-        turns[-1] = turn
-        yield render_chat(turns), turns
         try:
+            if self.loading is not None and not self.loading.ready:
+                turns[-1] = {**turn, "status": "loading"}
+                yield render_chat(turns), turns
+            self._wait_for_models()
+            turns[-1] = turn
+            yield render_chat(turns), turns
             articles, scope = self._scope(selected)
             period = Period.of(since, until)
             pipeline = session_pipeline(self.pipeline_factory(), model, top_k, temperature)
@@ -526,6 +577,8 @@ class ChatPage:
                                             since=since, until=until):
                 if isinstance(item, Answer):
                     turn = {**_finished(item, how), "q": turn["q"]}
+                elif isinstance(item, Retrieved):
+                    turn = {**turn, "reading": reading_of(item)}
                 else:
                     turn = {**turn, "text": str(turn["text"]) + item}
                 turns[-1] = turn
@@ -543,7 +596,7 @@ class ChatPage:
     def settle(turns: list[Turn] | None) -> tuple[Any, ...]:
         """After an answer ends or is stopped: mark an unfinished answer stopped, give the box back."""
         turns = [t for t in turns or [] if isinstance(t, dict)]
-        if turns and turns[-1].get("status") in ("waiting", "streaming"):
+        if turns and turns[-1].get("status") in ("waiting", "loading", "streaming"):
             turns[-1] = {**turns[-1], "status": "stopped"}
         return render_chat(turns), turns, gr.update(submit_btn="Ask", stop_btn=False, interactive=True)
 
@@ -565,6 +618,7 @@ class ChatPage:
     def preload(self, model: str | None) -> str:
         """Load the chosen model now, so the next answer does not wait for it."""
         try:
+            self._wait_for_models()
             pipeline = session_pipeline(self.pipeline_factory(), model, None, None)
             load = getattr(pipeline.llm, "load", None)
             if callable(load):
@@ -580,6 +634,7 @@ class ChatPage:
 
         ``articles`` (file names) and the period ``since``/``until`` (YYYY-MM-DD) are optional."""
         try:
+            self._wait_for_models()
             return self.pipeline_factory().ask(question, history or None, articles or None,
                                                since=since, until=until).to_dict()
         except QAError as exc:
@@ -590,9 +645,11 @@ class ChatPage:
             return {"text": message, "answered": False, "citations": [], "error": message}
 
 
-def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline) -> gr.Blocks:
-    """The chat page, over the pipeline that ``pipeline_factory`` returns."""
-    page = ChatPage(pipeline_factory)
+def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline,
+              loading: ModelLoader | None = None) -> gr.Blocks:
+    """The chat page, over the pipeline that ``pipeline_factory`` returns; with ``loading``, questions
+    wait until those models are loaded (the page is told so)."""
+    page = ChatPage(pipeline_factory, loading)
     base = pipeline_factory()
     models = list(model_choices(base))
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as app:
@@ -739,8 +796,13 @@ def launch_options(host: str, auth: str | None) -> dict[str, Any]:
             "auth_message": "Sign in to ask the articles." if credentials else None}
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Check the address, model and index (or reach their servers), load them, and serve the page."""
+def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, eager: bool = False) -> None:
+    """Check the address, model and index (or reach their servers), and serve the page.
+
+    The models load in the background once the page is up (questions asked meanwhile wait for
+    them; a model that cannot be loaded stops the server with the reason); with ``eager``, they
+    are loaded first and the page is served after.
+    """
     options = launch_options(host, auth)
     pipeline = get_pipeline()
     if not pipeline.settings.llm_url:
@@ -751,13 +813,27 @@ def serve(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) ->
         print(f"Uploaded articles: {synced.summary()}", flush=True)
     if pipeline.store.count() == 0:
         print("The index is empty: add articles on the page, or run `qa ingest FOLDER`.", flush=True)
-    for model in (pipeline.llm, pipeline.checker):
-        load = getattr(model, "load", None)
-        if callable(load):
-            load()
-    pipeline.embedder.embed(["warm up"])
+    loader = ModelLoader(pipeline)
+    if eager:
+        loader.load()
     shown = "<this machine's address>" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}"
     login = "  (login required)" if options["auth"] else ""
+    app = build_app(loading=None if eager else loader)
+    app.launch(server_port=port, prevent_thread_lock=True, **options)
     print(f"Chat page: {where}{login}  (Ctrl+C to stop)", flush=True)
-    build_app().launch(server_port=port, **options)
+    if eager:
+        app.block_thread()
+        return
+    print("Loading the models; questions asked meanwhile wait for them.", flush=True)
+    loader.start(report=lambda line: None if loader.error else print(line, flush=True))
+    try:
+        while app.is_running and not (loader.ready and loader.error):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        print("Keyboard interruption in main thread... closing server.", flush=True)
+    if loader.error:  # a model that cannot be loaded stops the server, as it would have before serving
+        time.sleep(1.0)  # a question waiting for the model gets the message first
+        app.close()
+        raise QAError(loader.error)
+    app.close()

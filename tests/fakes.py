@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -69,7 +70,23 @@ def run_stream(pipeline: Any, question: str, history: Any = None) -> tuple[str, 
     for item in pipeline.ask_stream(question, history):
         if isinstance(item, Answer):
             answer = item
-        else:
+        elif isinstance(item, str):
             streamed += item
     assert answer is not None
     return streamed, answer
+
+
+class SlowLoadingLLM(FakeLLM):
+    """A :class:`FakeLLM` whose ``load()`` waits until the test opens ``gate`` (or fails with ``failure``)."""
+
+    def __init__(self, *replies: str, failure: Exception | None = None) -> None:
+        super().__init__(*replies)
+        self.gate = threading.Event()
+        self.failure = failure
+        self.loaded = False
+
+    def load(self) -> None:
+        self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        self.loaded = True

@@ -45,13 +45,21 @@ def test_quick_bench_reports_every_figure(seeded_dir: Path, smollm_path: Path, t
     assert ingest["embedder_alone_per_s"] > 0 and ingest["ingest_per_s"] > 0 and ingest["our_code_per_s"] > 0
     assert report["serve"]["cold_start_s"] > 0 and report["serve"]["peak_rss_mb"] > 100
     assert report["serve"]["first_answer_s"] is not None, "the started page answered a question over HTTP"
+    eager = report["serve"]["eager"]
+    assert eager["cold_start_s"] > 0 and eager["first_answer_s"] is not None, "`qa serve --eager` measured too"
+    assert report["serve"]["start_ratio"] == pytest.approx(eager["cold_start_s"] / report["serve"]["cold_start_s"],
+                                                           rel=0.01)
+    stages = answers["stages"]
+    assert {"embed_s", "search_s", "prompt_s", "generate_s", "checks_s", "total_s"} <= set(stages)
+    assert all(value >= 0 for value in stages.values()) and stages["prompt_s"] > 0
     assert {t["target"].split(" ")[0] for t in report["targets"]} >= {"overhead", "generation", "retrieval"}
 
     json_path, md_path = write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text())["kind"] == "quick"
     markdown = md_path.read_text()
     assert markdown == render_markdown(report) + "\n"
-    assert "## Targets" in markdown and "| q" in markdown and "cold start" in markdown
+    assert "## Targets" in markdown and "| q" in markdown and "`qa serve --eager`" in markdown
+    assert "| prompt evaluation |" in markdown and "times sooner" in markdown
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -2,8 +2,8 @@
 
 Two servers over a copy of the seeded index plus one hostile article: one
 answers with the small SmolLM2 model (structure is asserted, not wording),
-the other with a scripted model that is slow on demand (for stop and the
-queue) and echoes the hostile article's markup (to see it shown as text).
+the other with a scripted model that is slow on demand (for stop, the queue
+and the passages shown while the model reads them) and echoes the hostile article's markup (to see it shown as text).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ Organisers said <script>window.__pwned = 4</script> the Zorblax festival in Quim
 """
 ZORBLAX_Q = "How many visitors did the Zorblax festival in Quimby draw?"
 SLOW_Q = "Tell me slowly about the election"
+PAUSED_Q = "After a pause: how many visitors did the Zorblax festival in Quimby draw?"
 
 
 class ScriptedLLM:
@@ -55,6 +56,8 @@ class ScriptedLLM:
                 time.sleep(0.1)
                 yield "The election was held in October. "
             return
+        if PAUSED_Q in prompt:
+            time.sleep(3)  # a slow prompt evaluation: the passages found are on the page meanwhile
         numbers = re.findall(r"^\[(\d+)\] \(.*?\) (.*)$", prompt, re.MULTILINE)
         cited = next((n for n, text in numbers if "Zorblax" in text), "1")
         reply = (f"Organisers said <script>window.__pwned = 4</script> the Zorblax festival drew 12,345 visitors "
@@ -312,3 +315,28 @@ def test_stop_queue_and_upload(browser: Any, scripted_url: str, tmp_path: Path) 
     first.get_by_role("button", name="Remove from the index").click()
     status.locator("text=Removed").wait_for(timeout=30_000)
     assert "6 articles" in first.inner_text("#qa-library-summary")
+
+
+def test_the_passages_being_read_show_before_the_answer_and_give_way_to_its_sources(browser: Any,
+                                                                                     scripted_url: str) -> None:
+    page = _open(browser, scripted_url)
+    page.evaluate(WATCH_STREAM)
+    _ask(page, PAUSED_Q)
+    reading = page.locator("#qa-chat .qa-reading")
+    reading.wait_for(timeout=30_000)
+    # the answer says "the Zorblax festival drew", its passage "the Zorblax festival in Quimby drew"
+    assert "festival drew" not in page.inner_text("#qa-chat .bot"), "the passages come before the first word"
+    shown = reading.inner_text()
+    assert re.search(r"Reading \d passages?", shown, re.IGNORECASE) and "[1] " in shown
+    assert "12,345 visitors" in shown and "Zorblax" in shown, "titles and each passage's best sentence"
+
+    _answers(page).first.wait_for(timeout=60_000)
+    assert page.locator("#qa-chat .qa-reading").count() == 0, "replaced by the cited sources"
+    assert page.locator("#qa-chat .qa-source").count() >= 1
+    states = page.evaluate("window.__states")
+    first_read = next(i for i, s in enumerate(states) if re.search(r"Reading \d passage", s, re.IGNORECASE))
+    first_word = next(i for i, s in enumerate(states) if "festival drew" in s)
+    assert first_read < first_word
+    _answers(page).first.locator("summary").click()
+    assert re.search(r"Where the time went: embedding \d+\.\d\d s, search \d+\.\d\d s, prompt evaluation "
+                     r"[3-9]\.\d\d s", _answers(page).first.inner_text()), "the model's pause is prompt evaluation"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qa.answer import Answer
+from qa.answer import Answer, Retrieved
 from qa.config import Settings
 from qa.errors import ConfigError, ServerError
 from qa.ingest import ingest
@@ -189,4 +189,5 @@ def test_the_pipeline_behaves_the_same_over_a_server(tmp_path: Path) -> None:
 
     replies.append(sse("NOT ", "FOUND"))
     items = list(pipeline.ask_stream("Who won Bolivia's 2025 election?"))
-    assert items[0] == REFUSAL and isinstance(items[-1], Answer) and not items[-1].answered
+    assert isinstance(items[0], Retrieved) and items[1] == REFUSAL
+    assert isinstance(items[-1], Answer) and not items[-1].answered

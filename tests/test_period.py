@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.answer import Answer
+from qa.answer import Answer, Retrieved
 from qa.config import Settings
 from qa.errors import PeriodError, QAError
 from qa.ingest import ingest
@@ -173,7 +173,8 @@ def test_a_period_with_no_article_is_refused_plainly_without_the_model(tmp_path:
     streamed = list(pipeline.ask_stream(QUESTION, [("Earlier question about the ferry?", "An answer [1].")],
                                         since="2025-01-01"))
     answer = streamed[-1]
-    assert isinstance(answer, Answer) and streamed[:-1] == [answer.text]
+    assert isinstance(answer, Answer) and streamed[1:-1] == [answer.text]
+    assert isinstance(streamed[0], Retrieved) and streamed[0].passages == [], "nothing found, said first"
     assert answer.text == "No article is dated 2025-01-01 or later, so there is nothing to answer from."
     assert not answer.answered and answer.refused_by == "retrieval" and "2025-01-01" in answer.reason
     assert answer.undated == 2 and answer.note == "2 articles have no date and were left out."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from qa.answer import STAGES, Answer, Retrieved
 from qa.citations import check_citations
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
@@ -263,3 +264,37 @@ def test_with_a_token_budget_the_model_reads_sentences_and_quotes_them(fake_pipe
     llm.replies, llm.calls = ["NOT FOUND"], []
     streamed, answer = _run(pipeline, TURNOUT)
     assert len(llm.calls) == 1 and not answer.answered and answer.timings["readings"] == 1
+
+
+def test_the_passages_found_come_first_then_the_text_then_the_answer(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].")
+    items = list(pipeline.ask_stream(TURNOUT))
+    found, pieces, answer = items[0], items[1:-1], items[-1]
+    assert isinstance(found, Retrieved) and isinstance(answer, Answer)
+    assert pieces and all(isinstance(p, str) for p in pieces) and "".join(pieces) == answer.text
+    assert found.passages == answer.passages and found.reading == 2 == len(found.read)
+    for passage, sentence in zip(found.passages, found.sentences, strict=True):
+        assert sentence.strip() and sentence in passage.text, "each passage's best sentence is one of its own"
+    assert "88.4" in found.sentences[0], "the sentence closest to the question"
+    assert found.to_dict()["passages"][0]["article"] == found.passages[0].title
+
+
+def test_a_refusal_before_the_model_still_tells_what_was_found(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("never asked")
+    items = list(pipeline.ask_stream("How many votes were cast in 1066?"))
+    assert isinstance(items[0], Retrieved) and items[0].reading == 0, "the model reads nothing"
+    assert items[1:-1] == [REFUSAL] and isinstance(items[-1], Answer) and not llm.calls
+
+
+def test_the_timings_break_the_time_into_stages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(TURNOUT)
+    n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
+    llm.replies = ["NOT FOUND", f"The rate of extreme poverty was dramatically reduced [{n}]."]
+    timings = _run(pipeline, TURNOUT)[1].timings
+    assert {"embed_s", "search_s", "prompt_s", "generate_s", "checks_s", "second_reading_s"} <= set(timings)
+    assert "rewrite_s" not in timings, "no follow-up, no rewrite"
+    stages = sum(timings[key] for key in STAGES if key in timings)
+    assert all(timings[key] >= 0 for key in STAGES if key in timings) and stages <= timings["total_s"]
+    assert timings["second_reading_s"] <= timings["prompt_s"] + timings["generate_s"] + timings["checks_s"]
+    assert timings["embed_s"] + timings["search_s"] <= timings["retrieval_s"] <= timings["first_token_s"]

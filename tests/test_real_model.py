@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.answer import Answer
+from qa.answer import Answer, Retrieved
 from qa.pipeline import REFUSAL
 
 pytestmark = pytest.mark.slow
@@ -12,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 def test_real_pipeline_streams_and_returns_a_well_formed_answer(seeded_pipeline) -> None:  # type: ignore[no-untyped-def]
     pieces, answer = [], None
-    for item in seeded_pipeline.ask_stream("What was the voter turnout in the October 2020 election?"):
+    items = list(seeded_pipeline.ask_stream("What was the voter turnout in the October 2020 election?"))
+    assert isinstance(items[0], Retrieved), "the passages found come first"
+    for item in items[1:]:
         if isinstance(item, Answer):
             answer = item
         else:
@@ -72,7 +74,7 @@ def test_real_model_held_to_the_json_schema(seeded_pipeline, smollm) -> None:  #
     for item in pipeline.ask_stream(question):
         if isinstance(item, Answer):
             answer = item
-        else:
+        elif isinstance(item, str):
             streamed += item
     assert answer is not None and "{" not in streamed, "the reader never sees the JSON"
     if answer.answered:

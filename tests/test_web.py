@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -16,9 +17,11 @@ import pytest
 from qa.answer import Answer, Citation, Verdict
 from qa.checks import REFUSERS
 from qa.config import Settings
-from qa.errors import QAError
+from qa.errors import ModelNotFoundError, QAError
+from qa.loading import ModelLoader
 from qa.pipeline import REFUSAL, Pipeline
 from qa.web import (
+    ChatPage,
     _llms,
     history_of,
     launch_options,
@@ -28,7 +31,8 @@ from qa.web import (
     session_pipeline,
 )
 
-from .fakes import FakeEmbedder, FakeLLM
+from .fakes import FakeEmbedder, FakeLLM, SlowLoadingLLM
+from .test_prompt_and_pipeline import TURNOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIL = '<script>alert(1)</script> <img src=x onerror="alert(2)"> [x](javascript:alert(3))\n\n<b>bold</b>'
@@ -95,6 +99,66 @@ def test_a_refusal_says_so_names_the_check_and_shows_no_sources() -> None:
                      checks=[Verdict("judge", False, "", 0.1)])
     assert "Refused by the judge check: the quoted sentences do not state this answer (support 0.10 &lt; 0.50)." \
         in render_answer(refused)
+
+
+def test_the_how_detail_tells_where_each_second_went() -> None:
+    timings = {"retrieval_s": 0.3, "first_token_s": 1.5, "total_s": 4.0, "tokens": 21.0, "rewrite_s": 0.2,
+               "embed_s": 0.04, "search_s": 0.06, "prompt_s": 1.1, "generate_s": 2.0, "checks_s": 0.5,
+               "second_reading_s": 1.2}
+    shown = render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?", timings=timings))
+    assert ("Where the time went: question rewrite 0.20 s, embedding 0.04 s, search 0.06 s, prompt evaluation "
+            "1.10 s, generation 2.00 s, checks 0.50 s (of which the second reading 1.20 s); 4.00 s in all.") in shown
+    old = render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+                               timings={"retrieval_s": 0.3, "first_token_s": 1.5, "total_s": 4.0}))
+    assert "Where the time went" not in old, "an answer kept from before the breakdown shows none"
+
+
+def _reading_turn(text: str = "") -> dict[str, Any]:
+    return {"q": "Q?", "status": "streaming", "text": text,
+            "reading": [{"number": 1, "title": f"Ferry {EVIL}", "outlet": "Gazette", "sentence": "It sailed at 9."},
+                        {"number": 2, "title": "Harbour", "outlet": "", "sentence": "The quay was rebuilt."}]}
+
+
+def test_the_passages_being_read_show_until_the_sources_replace_them() -> None:
+    searching = render_chat([{"q": "Q?", "status": "streaming", "text": ""}])[1]["content"]
+    assert "Searching the articles" in searching and "qa-reading" not in searching
+    reading = render_chat([_reading_turn()])[1]["content"]
+    assert "Reading 2 passages" in reading and "Reading the passages…" in reading
+    assert "[1] Ferry &lt;script&gt;" in reading and "It sailed at 9." in reading and "The quay was rebuilt." in reading
+    assert "<script" not in reading and "\n" not in reading
+    streaming = render_chat([_reading_turn("It sailed")])[1]["content"]
+    assert streaming.index("It sailed ▍") < streaming.index("qa-reading"), "the text above, the passages below"
+    done = render_answer(Answer("It sailed at 9 [1].", True, [_citation()], "Q?"))
+    assert "qa-reading" not in done and "qa-sources" in done
+
+
+def test_a_question_asked_while_the_model_loads_waits_for_it(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("Turnout was 88.4 percent [1].")
+    pipeline.llm = SlowLoadingLLM("Turnout was 88.4 percent [1].")
+    loading = ModelLoader(pipeline)
+    loading.start()
+    page = ChatPage(lambda: pipeline, loading)
+    steps = page.answer([{"q": TURNOUT, "status": "waiting", "text": ""}], None, None, None, None)
+    chat, turns = next(steps)
+    assert turns[-1]["status"] == "loading" and "finish loading" in chat[-1]["content"]
+    assert not loading.ready and not pipeline.llm.loaded
+    pipeline.llm.gate.set()
+    states = [turns[-1] for _, turns in steps]
+    assert pipeline.llm.loaded and states[-1]["status"] == "done" and states[-1]["answered"]
+    assert any(s.get("reading") and not s["text"] for s in states), "the passages read show before the text"
+
+
+def test_a_model_that_cannot_load_is_told_to_whoever_asks(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("never")
+    pipeline.llm = SlowLoadingLLM("never", failure=ModelNotFoundError("No model file at /x.gguf."))
+    pipeline.llm.gate.set()
+    loading = ModelLoader(pipeline)
+    loading.start().join()
+    assert loading.ready and loading.error == "No model file at /x.gguf."
+    page = ChatPage(lambda: pipeline, loading)
+    *_, (chat, turns) = page.answer([{"q": TURNOUT, "status": "waiting", "text": ""}], None, None, None, None)
+    assert turns[-1]["status"] == "error" and "No model file at /x.gguf. Fix this and restart" in turns[-1]["text"]
+    assert page.ask_api(TURNOUT)["error"].startswith("No model file")
 
 
 def test_article_text_and_model_output_are_escaped_and_kept_on_one_line() -> None:
@@ -320,3 +384,55 @@ def test_add_a_link_then_ask_about_it(client, server) -> None:  # type: ignore[n
         site.close()
         if url in pipeline.store.ids_by_article():
             Library(pipeline.store, pipeline.embedder, pipeline.settings.data_dir).remove(url)
+
+
+@pytest.mark.slow
+def test_the_page_is_served_while_the_model_loads(tmp_path: Path, fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+    from gradio_client import Client
+
+    from qa.web import build_app
+
+    pipeline, _ = fake_pipeline("Turnout was 88.4 percent [1].")
+    pipeline.llm = SlowLoadingLLM("Turnout was 88.4 percent [1].")
+    loading = ModelLoader(pipeline)
+    app = build_app(lambda: pipeline, loading)
+    port = free_port()
+    app.launch(server_port=port, prevent_thread_lock=True, **{**launch_options("127.0.0.1", ""), "quiet": True})
+    try:
+        loading.start()
+        url = f"http://127.0.0.1:{port}/"
+        assert httpx.get(url, timeout=30).status_code == 200 and not loading.ready, "the page before the model"
+        job = Client(url, verbose=False).submit(TURNOUT, [], [], api_name="/ask")
+        with pytest.raises(TimeoutError):
+            job.result(timeout=2)  # it waits for the model, which cannot be loaded before the gate opens
+        pipeline.llm.gate.set()
+        result = job.result(timeout=60)
+        assert pipeline.llm.loaded and result["answered"] and result["citations"]
+    finally:
+        pipeline.llm.gate.set()
+        app.close()
+
+
+@pytest.mark.slow
+def test_qa_serve_shows_the_page_then_answers_once_the_model_is_loaded(seeded_copy: Path, smollm_path: Path,
+                                                                        tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    from .servers import stop, wait_for
+
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "QA_DATA_DIR": str(seeded_copy), "QA_MODEL": str(smollm_path),
+           "QA_WITHOUT": "judge"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", process, log, timeout=180)
+        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            "Who led the coup regime?", [], [], api_name="/ask")
+        _well_formed(result)
+        lines = log.read_text()
+        assert lines.index("Chat page:") < lines.index("The models are loaded"), lines
+    finally:
+        stop(process)
