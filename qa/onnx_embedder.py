@@ -7,7 +7,8 @@ installed beside sentence-transformers 6, so the model is exported here:
         (tokens in; the model's own pooling and normalisation inside the graph)
     NAME.fp32.onnx ──onnxruntime dynamic quantisation──▶ models/NAME.int8.onnx
 
-``qa setup`` does this once (about half a minute); an embedder that finds its
+With ``QA_EMBEDDER_BACKEND=onnx-int8`` (or ``onnx-fp32``), ``qa setup`` does
+this once (about half a minute on a quiet machine); an embedder that finds its
 file missing does it on first use, and says so in the log. Each file is written
 under a temporary name and renamed when complete, beside a ``.sha256`` file
 holding its hash; a file whose hash no longer matches (damaged) is exported
@@ -20,7 +21,9 @@ texts of like length are padded together. Weights are int8, activations
 uint8 (dynamic quantisation); weights use 7 bits (``reduce_range``), as
 onnxruntime advises for CPUs without VNNI (AVX2, older AVX-512), where u8×s8
 products can saturate, and one scale per output channel, which keeps the
-vectors closest to the original's.
+vectors closest to the original's. Activations get one scale per batch, so an
+int8 vector shifts a little with the texts embedded beside it (cosine about
+0.99 between a text alone and in a batch).
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ def export_fp32(source: Path, target: Path) -> Path:
 
     model = SentenceTransformerEmbedder(source)._load()
     model.eval()
-    example = getattr(model, "preprocess", model.tokenize)(["An invented sentence about a lighthouse.", "A second, longer invented sentence "
-                                                                          "about the keeper of the lighthouse."])
+    texts = ["An invented sentence about a lighthouse.",
+             "A second, longer invented sentence about the keeper of the lighthouse."]
+    example = getattr(model, "preprocess", model.tokenize)(texts)
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in example]
 
     class Wrapped(torch.nn.Module):
@@ -228,6 +232,8 @@ class OnnxEmbedder:
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # idle threads sleep rather than spin: the cores are shared with llama.cpp and the page
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 self._sessions[threads] = ort.InferenceSession(str(file), options,
                                                                providers=["CPUExecutionProvider"])

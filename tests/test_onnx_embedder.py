@@ -48,9 +48,10 @@ def test_the_onnx_vectors_are_close_to_the_torch_ones(onnx_models: Path, embedde
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
     cosines = (got * want).sum(axis=1)
     assert cosines.min() > least, cosines
-    # one text alone (the one-thread session) and among others (sorted, padded) gives the same vector
+    # one text alone (the one-thread session) and among others (sorted, padded): the same vector, but for
+    # int8, whose activations are quantised with one scale per batch
     alone = np.array(onnx.embed([SENTENCES[0]])[0])
-    assert float(alone @ got[0]) > 0.999
+    assert float(alone @ got[0]) > (0.999 if variant == "onnx-fp32" else least)
 
 
 @pytest.mark.slow
@@ -124,4 +125,4 @@ def test_the_embedder_backend_setting_is_checked(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError, match="QA_EMBEDDER_BACKEND must be one of onnx-int8, onnx-fp32, torch"):
         Settings()
     monkeypatch.delenv("QA_EMBEDDER_BACKEND")
-    assert Settings().embedder_backend == "onnx-int8"
+    assert Settings().embedder_backend == "torch"
