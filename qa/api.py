@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .answer import Answer, Retrieved
 from .config import Settings, default_seeds_dir
-from .embedder import SentenceTransformerEmbedder
+from .embedder import Embedder, SentenceTransformerEmbedder
 from .fetch import address_policy
 from .ingest import IngestReport, LinkResult
 from .ingest import ingest as ingest_folder
@@ -47,11 +47,20 @@ def build_checker(settings: Settings) -> LLM | None:
     return build_llm(settings)
 
 
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder ``settings.embedder_backend`` names: the model run by onnxruntime, or by sentence-transformers."""
+    if settings.embedder_backend == "torch":
+        return SentenceTransformerEmbedder(settings.embedder_path)
+    from .onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(settings.embedder_path, settings.models_dir, settings.embedder_backend)
+
+
 def build_pipeline(settings: Settings | None = None) -> Pipeline:
     """A pipeline over the real backends: sentence-transformers, Chroma (local or a server) and
     llama.cpp (in-process, or any OpenAI-compatible server)."""
     settings = settings or Settings()
-    embedder = SentenceTransformerEmbedder(settings.embedder_path)
+    embedder = build_embedder(settings)
     store = ChromaStore(settings.chroma_dir, url=settings.chroma_url, embedder_name=embedder.name)
     reranker = CrossEncoderReranker(settings.reranker_path) if settings.reranker_path else None
     return Pipeline(store=store, embedder=embedder, llm=build_llm(settings), settings=settings,

@@ -114,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "prompt, in the answers (default: QA_THREADS and QA_BATCH_THREADS; with --quick 1)")
     parser.add_argument("--no-serve", action="store_true", help="skip the cold start of `qa serve`")
     parser.add_argument("--out", type=Path, help="folder for bench.json and bench.md (default: QA_DATA_DIR/bench)")
+    parser.add_argument("--embedders", type=Path, metavar="FOLDER",
+                        help="only compare the embedder backends (torch, onnx-fp32, onnx-int8) on FOLDER's passages: "
+                        "embedding and `qa ingest` rates, back to back (--runs rounds, default 3)")
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -137,6 +140,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
 def run_from_args(args: argparse.Namespace) -> int:
     from .config import Settings
 
+    if args.embedders:
+        from .bench_embedders import run_from_args as compare_embedders
+
+        return compare_embedders(args.embedders, args.runs or 3, args.out)
     options = options_from_args(args)
     out = options.out or Settings(chroma_url=None, llm_url=None).data_dir / "bench"
     report = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -185,7 +192,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("llama-cpp-python", "chromadb", "sentence-transformers", "torch", "gradio"):
+    for package in ("llama-cpp-python", "chromadb", "sentence-transformers", "torch", "onnxruntime", "gradio"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -898,8 +905,8 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
     """Measure everything; return the report (see :func:`render_markdown`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from .api import build_embedder
     from .config import Settings, default_seeds_dir
-    from .embedder import SentenceTransformerEmbedder
     from .ingest import ingest
     from .llm import LlamaCppLLM, check_gguf
     from .pipeline import Pipeline
@@ -920,7 +927,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         # A second reading, or the support judge, would otherwise count as overhead.
         settings.narrow_k = 0
         settings.without = frozenset({"judge"})
-        embedder = SentenceTransformerEmbedder(settings.embedder_path)
+        embedder = build_embedder(settings)
         if options.seeded_data:
             shutil.copytree(options.seeded_data, settings.data_dir)
         store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
@@ -953,7 +960,8 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "kind": "quick" if options.quick else "full",
         "machine": {**machine, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"model": model.name, "model_bytes": model.stat().st_size, "threads": settings.threads,
+        "settings": {"model": model.name, "model_bytes": model.stat().st_size, "embedder": embedder.name,
+                     "threads": settings.threads,
                      "batch_threads": settings.batch_threads,
                      "context_tokens": settings.context_tokens, "top_k": settings.top_k,
                      "max_tokens": settings.max_tokens, "runs": options.runs, "model_load_s": load_s},
@@ -1094,7 +1102,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| question embedding alone | {_f(r['embed_p50_ms'], 1)} | {_f(r['embed_p95_ms'], 1)} |",
         f"| Chroma search alone | {_f(r['search_p50_ms'], 1)} | {_f(r['search_p95_ms'], 1)} |",
         "", "## Ingestion", "", "| | passages/s |", "|---|---|",
-        f"| embedder alone ({i['sample_passages']} passages, batches of 64) | {_f(i['embedder_alone_per_s'], 1)} |",
+        f"| embedder alone ({report['settings'].get('embedder', '')}, {i['sample_passages']} passages, "
+        f"batches of 64) | {_f(i['embedder_alone_per_s'], 1)} |",
         f"| `qa ingest` with the embedder (same passages) | {_f(i['ingest_per_s'], 1)} |",
         f"| `qa ingest` of {i['corpus_passages']:,} passages, our code and Chroma alone | "
         f"{_f(i['our_code_per_s'], 0)} |",

@@ -382,9 +382,17 @@ def _run(args: argparse.Namespace) -> int:
         from .embedder import default_embedder_path
         from .provision import ensure_default_model
 
-        path = ensure_default_model(Settings().models_dir)
+        settings = Settings()
+        path = ensure_default_model(settings.models_dir)
         print(f"Answering model: {path}")
-        print(f"Embedding model: {default_embedder_path()}")
+        source = settings.embedder_path or default_embedder_path()
+        print(f"Embedding model: {source}")
+        if settings.embedder_backend != "torch":
+            from .onnx_embedder import ensure_onnx
+
+            exported = ensure_onnx(source, settings.models_dir, settings.embedder_backend,
+                                   say=lambda line: print(line, file=sys.stderr, flush=True))
+            print(f"Embedding model run by onnxruntime ({settings.embedder_backend}): {exported}")
         return 0
     if args.command == "ingest" and args.watch:
         return _watch(args)

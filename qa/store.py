@@ -9,10 +9,11 @@ filters that compare (``{"date_int": {"$gte": 20240101}}``), the number
 hand Chroma our own vectors (cosine space); its built-in embedding function,
 which would download a model, is never used.
 
-The collection records which embedder made its vectors and the layout of
-its records (``SCHEMA``); asking with another embedder, or opening a
-collection of another layout, is refused with a message that says how to
-rebuild.
+The collection records which embedder made its vectors (its model, and for
+an ONNX export the variant and the file's hash) and the layout of its records
+(``SCHEMA``); asking with another embedder, or opening a collection of another
+layout, is refused with a message that says how to rebuild, or which setting
+brings the original embedder back.
 
 The local index is opened on first use, and any failure of Chroma on it (a
 damaged or truncated database, files of another Chroma version, a missing
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlparse
 
+from .embedder import embedder_fix
 from .errors import IndexNotReadyError, QAError, ServerError
 from .period import Period
 
@@ -305,7 +307,7 @@ class ChromaStore:
             if self.embedder_name and stored and stored != self.embedder_name and self.count() > 0:
                 raise IndexNotReadyError(
                     f"The index was built with the embedder '{stored}' but '{self.embedder_name}' is configured. "
-                    "Rebuild it with `qa ingest --rebuild`, or configure the original embedder."
+                    f"Rebuild it with `qa ingest --rebuild FOLDER`, or {embedder_fix(str(stored), self.embedder_name)}."
                 )
             if metadata.get("schema") != SCHEMA and self.count() > 0:
                 where = self.url or self.path

@@ -1,7 +1,8 @@
 """Shared fixtures.
 
 Every test runs with QA_DATA_DIR and QA_MODELS_DIR pointing at temporary
-folders, so no test touches the user's index or models/. The real backends
+folders, so no test touches the user's index or models/, and with the torch
+embedder (QA_EMBEDDER_BACKEND=torch). The real backends
 (sentence-transformers, Chroma, llama.cpp with the small SmolLM2 model) are
 built once per session; fakes for pure-logic tests live in ``fakes.py``.
 """
@@ -29,6 +30,9 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.delenv("QA_MODEL", raising=False)
     monkeypatch.delenv("QA_WITHOUT", raising=False)
+    # The shared real embedder (the fixture below, and the seeded index it builds) is the torch one; the
+    # ONNX export, which each empty models folder would make anew, has its own tests (test_onnx_embedder.py).
+    monkeypatch.setenv("QA_EMBEDDER_BACKEND", "torch")
 
 
 @pytest.fixture(scope="session")

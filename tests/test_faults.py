@@ -315,7 +315,7 @@ def test_an_index_of_another_layout_or_embedder_is_refused_with_the_fix(seeded_d
     data = tmp_path / "data"
     shutil.copytree(seeded_dir, data)
     other = ChromaStore(data / "chroma", embedder_name="another-embedder")
-    with pytest.raises(IndexNotReadyError, match="built with the embedder .*`qa ingest --rebuild`"):
+    with pytest.raises(IndexNotReadyError, match="built with the embedder .*`qa ingest --rebuild FOLDER`, or set "):
         other.count()
     other.close()
     store = ChromaStore(data / "chroma", embedder_name=embedder.name)
