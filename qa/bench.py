@@ -813,7 +813,9 @@ def ask_over_http(base: str, question: str, timeout: float = 300.0) -> dict[str,
     import httpx
 
     with httpx.Client(base_url=base, timeout=timeout) as client:
-        posted = client.post("/gradio_api/call/ask", json={"data": [question, [], []]})
+        # every parameter of /ask (question, history, articles, since, until): over plain HTTP,
+        # Gradio fills in no defaults
+        posted = client.post("/gradio_api/call/ask", json={"data": [question, [], [], None, None]})
         posted.raise_for_status()
         event_id = posted.json()["event_id"]
         event = ""
