@@ -367,12 +367,17 @@ def _judge(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     from .api import watch_folder
+    from .config import default_seeds_dir
+    from .links import looks_like_url
 
+    if len(args.folder) > 1 or any(looks_like_url(t) for t in args.folder):
+        raise QAError("--watch follows one folder: name it alone (web addresses are added without --watch).")
+    folder = Path(args.folder[0]) if args.folder else default_seeds_dir()
     try:
-        watch_folder(args.folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"),
+        watch_folder(folder, rebuild=args.rebuild, progress=_progress_bar("Embedding"),
                      say=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
-        print(f"Stopped watching {args.folder}.", flush=True)
+        print(f"Stopped watching {folder}.", flush=True)
     return 0
 
 

@@ -439,6 +439,8 @@ class ChatPage:
         known = set(seen.get("ids") or []) if isinstance(seen, dict) else set(now["ids"])
         chosen = None if selected is None else [*selected, *(a for a in now["ids"] if a not in known)]
         summary, choice, remove, _status = self.library_updates(chosen)
+        if isinstance(seen, dict) and list(seen.get("ids") or []) == list(now["ids"]):
+            remove = gr.skip()  # the same articles: leave the removal choice alone, it may be in use
         return summary, choice, remove, now
 
     def add_files(self, files: list[str] | None, selected: list[str] | None,
@@ -721,12 +723,18 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline,
                   [chatbot, turns, box], cancels=answers, queue=False, api_visibility="private")
 
         library_outputs = [summary, library, to_remove, status]
+        # what the page last listed; its own changes update it too, so the poll below does not list the
+        # library again (and reset the removal choice) for a change the page has already shown
+        seen = gr.State(None)
         upload.upload(page.add_files, [upload, library], [*library_outputs, upload], concurrency_id="library",
-                      concurrency_limit=1, api_name="add_articles")
+                      concurrency_limit=1, api_name="add_articles").then(
+            page.seen, None, seen, queue=False, api_visibility="private")
         link.submit(page.add_link, [link, library], [*library_outputs, link], concurrency_id="library",
-                    concurrency_limit=1, api_name="add_link")
+                    concurrency_limit=1, api_name="add_link").then(
+            page.seen, None, seen, queue=False, api_visibility="private")
         remove.click(page.remove_article, [to_remove, library], library_outputs, concurrency_id="library",
-                     concurrency_limit=1, api_visibility="private")
+                     concurrency_limit=1, api_visibility="private").then(
+            page.seen, None, seen, queue=False, api_visibility="private")
 
         for setting in (model, top_k, temperature):
             setting.change(lambda m, k, t: {"model": m, "top_k": k, "temperature": t}, [model, top_k, temperature],
@@ -734,7 +742,6 @@ def build_app(pipeline_factory: Callable[[], Pipeline] = get_pipeline,
         model.input(page.preload, model, model_note, concurrency_id="load", api_visibility="private")
 
         # another process may change the index (`qa ingest`, `qa ingest --watch`): a cheap stamp is polled
-        seen = gr.State(None)
         gr.Timer(LIBRARY_POLL_S).tick(page.poll_library, [library, seen], [summary, library, to_remove, seen],
                                       queue=False, show_progress="hidden", api_visibility="private")
         app.load(page.on_load, [turns, prefs], [chatbot, turns, model, top_k, temperature, summary, library,
