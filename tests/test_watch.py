@@ -257,7 +257,7 @@ def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(tmp_path: Path,
         expected = {p.id for a in load_folder(folder)[0] for p in article_passages(a)}
         _wait_for(lambda: _keyword_ids(data) == expected, "index of the changed folder", process, log)
         process.send_signal(signal.SIGINT)  # Ctrl+C
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=180) == 0, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
