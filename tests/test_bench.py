@@ -43,6 +43,8 @@ def test_quick_bench_reports_every_figure(seeded_dir: Path, smollm_path: Path, t
     assert 0 < report["retrieval"]["p50_ms"] <= report["retrieval"]["p95_ms"]
     ingest = report["ingest"]
     assert ingest["embedder_alone_per_s"] > 0 and ingest["ingest_per_s"] > 0 and ingest["our_code_per_s"] > 0
+    assert ingest["torch_per_s"] > 0 and ingest["ingest_vs_torch"] == pytest.approx(
+        ingest["ingest_per_s"] / ingest["torch_per_s"], rel=0.01), "ingest set against plain torch encoding"
     assert report["serve"]["cold_start_s"] > 0 and report["serve"]["peak_rss_mb"] > 100
     assert report["serve"]["first_answer_s"] is not None, "the started page answered a question over HTTP"
     eager = report["serve"]["eager"]
