@@ -10,7 +10,7 @@ defaults (there is one place where a default is decided: here).
 | QA_MODELS_DIR   | ``models/`` in the project                      |
 | QA_MODEL        | the default GGUF in QA_MODELS_DIR               |
 | QA_EMBEDDER     | the all-MiniLM-L6-v2 folder of its PyPI package |
-| QA_EMBEDDER_BACKEND | torch (or onnx-int8, onnx-fp32): what runs it  |
+| QA_EMBEDDER_BACKEND | onnx-int8 (or onnx-fp32, torch): what runs it  |
 | QA_RERANKER     | unset: no reranking (a CrossEncoder folder)     |
 | QA_THREADS      | half the cores (llama.cpp, generating)          |
 | QA_BATCH_THREADS| all cores (llama.cpp, evaluating the prompt)    |

