@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"switch this check off in the presets measured; may be repeated ({', '.join(SWITCHABLE)})")
     ev.add_argument("--judge-threshold", type=float, metavar="T",
                     help="the support judge's threshold (0 refuses nothing, to draw the threshold curve)")
+    ev.add_argument("--sure-refusal", type=float, metavar="P",
+                    help="stop after a first reading the model refused more surely than P (1 reads on)")
     ev.add_argument("--retrieval-only", action="store_true",
                     help="no model: where retrieval puts a gold answer, for every answerable question")
 
@@ -209,6 +211,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise QAError(str(exc)) from exc
     if args.judge_threshold is not None and not 0.0 <= args.judge_threshold <= 1.0:
         raise QAError(f"--judge-threshold must be between 0 and 1, not {args.judge_threshold}.")
+    if args.sure_refusal is not None and not 0.0 <= args.sure_refusal <= 1.0:
+        raise QAError(f"--sure-refusal must be between 0 and 1, not {args.sure_refusal}.")
     if args.articles is None:
         return _eval_on(args, None, without)
     if not args.articles.is_dir():
@@ -291,6 +295,8 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
         changes["without"] = frozenset(changes.get("without", frozenset())) | without
         if args.judge_threshold is not None:
             changes["judge_threshold"] = args.judge_threshold
+        if args.sure_refusal is not None:
+            changes["sure_refusal"] = args.sure_refusal
         settings = dataclasses.replace(base.settings, **changes)
         llm = base.llm if n == 0 or settings.llm_url else build_llm(settings)
         pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)

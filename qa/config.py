@@ -178,6 +178,10 @@ class Settings:
     sentence_order: bool = True
     # the checks switched off (names from qa.checks.SWITCHABLE)
     without: frozenset[str] = field(default_factory=lambda: _env_checks("QA_WITHOUT"))
+    # after the first reading the model refused, the rest of the passages are read only if its refusal
+    # was at most this likely (its first token's probability); 1 always reads them. In-process
+    # llama.cpp only: a server's refusal is always followed by the second reading.
+    sure_refusal: float = 1.0
     # the support judge (qa.judge) refuses an answer whose quotes it scores below this; chosen on the
     # tuning half of the SQuAD collection (docs/quality.md, "The support judge")
     judge_threshold: float = 0.35

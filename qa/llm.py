@@ -231,6 +231,30 @@ class LlamaCppLLM:
             yes, no = self._yes_no
             return yes_share([float(logits[t]) for t in yes - no], [float(logits[t]) for t in no - yes])
 
+    def opening_probability(self, messages: Sequence[Message], words: Sequence[str]) -> float | None:
+        """How likely the reply to ``messages`` opens with the first token of one of ``words``.
+
+        Meant right after :meth:`stream_chat` answered the same ``messages``: llama.cpp still holds
+        the prompt in its KV cache, so only its last token is evaluated again, to read the logits at
+        that position (the full softmax, not a share between two words).
+        """
+        import numpy as np
+        from llama_cpp import Llama, llama_cpp
+
+        with self._lock:
+            llama = self._load()
+            tokens = self._chat_tokens(llama, messages)
+            if len(tokens) >= self.n_ctx:
+                return None
+            cached = int(Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens))
+            llama.n_tokens = min(cached, len(tokens) - 1)
+            llama.eval(tokens[llama.n_tokens:])
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+            top = float(logits.max())
+            weights = np.exp(logits.astype(np.float64) - top)
+            wanted = sorted(_first_tokens(llama, words))
+            return float(weights[wanted].sum() / weights.sum())
+
     def stream_chat(self, messages: Sequence[Message], *, max_tokens: int, temperature: float,
                     stop: Sequence[str] = (), schema: dict[str, Any] | None = None) -> Iterator[str]:
         with self._lock:

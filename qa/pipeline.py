@@ -293,6 +293,8 @@ class Pipeline:
             if answer.answered or answer.refused_by == "judge" or not self.settings.check \
                     or excerpted or len(reading) == len(passages):
                 break
+            if readings == 1 and answer.refused_by == "model" and self._sure_refusal(messages, answer, timings):
+                break
             reading = passages  # no answer from the best passages: read all of them
         if answer.answered:
             # the markers point into the list of every passage found, of which this reading may be a part
@@ -312,6 +314,27 @@ class Pipeline:
         if held:
             yield answer.text
         yield answer
+
+    def _sure_refusal(self, messages: list[Message], answer: Answer, timings: dict[str, float]) -> bool:
+        """Is the model's refusal of the first reading sure enough to end there (``Settings.sure_refusal``)?
+
+        Its surety is the probability it gave the refusal's first token (``timings["refusal_p"]``),
+        read from the answering model's cache; a backend that cannot say reads on.
+        """
+        opening = getattr(self.llm, "opening_probability", None)
+        if opening is None:
+            return False
+        measuring = time.perf_counter()
+        p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
+        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        if p is None:
+            return False
+        timings["refusal_p"] = p
+        if p <= self.settings.sure_refusal:
+            return False
+        answer.reason = f"{answer.reason} (sure at {p:.2f}, so the other passages were not read)"
+        answer.checks = [replace(v, score=p) if v.check == "model" else v for v in answer.checks]
+        return True
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
                   shown: bool) -> Generator[str, None, tuple[str, bool, int]]:

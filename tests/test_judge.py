@@ -288,3 +288,27 @@ def test_qa_judge_scores_the_invented_cases(smollm_path, tmp_path) -> None:  # t
     assert set(report["pass_rates"]) == kinds | {"all"} and len(report["cases"]) == 36
     assert all(0.0 <= c["score"] <= 1.0 for c in report["cases"])
     assert "right at threshold 0.5" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_refusal_surety_is_read_from_the_answer_just_given(smollm) -> None:  # type: ignore[no-untyped-def]
+    """With the real model: the first token's probability, in [0, 1], read with one token evaluated
+    on the prompt just answered, and about the same as from a cold context."""
+    from qa.prompt import NOT_FOUND, build_messages
+    from qa.store import Passage
+
+    passage = Passage("p", "The ferry between the two islands has run since 1962.", "a", "Ferry", "a.txt", 0, 52)
+    messages = build_messages("What colour is the ferry?", [passage])
+    words = (NOT_FOUND, f" {NOT_FOUND}")
+    "".join(smollm.stream_chat(messages, max_tokens=8, temperature=0.0))
+    llama = smollm.llama
+    prompt = smollm._chat_tokens(llama, messages)
+    before = llama.n_tokens
+    assert before >= len(prompt), "the prompt is in the KV cache after the answer"
+    warm = smollm.opening_probability(messages, words)
+    assert warm is not None and 0.0 <= warm <= 1.0
+    assert llama.n_tokens == len(prompt), "only the prompt's last token was evaluated again"
+    llama.n_tokens = 0  # a cold context evaluates the whole prompt
+    cold = smollm.opening_probability(messages, words)
+    assert cold == pytest.approx(warm, abs=0.05), "the same up to batching's rounding"
+    assert llama.n_tokens == len(prompt)

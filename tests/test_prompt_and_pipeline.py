@@ -151,6 +151,33 @@ def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:
     assert streamed == answer.text == REFUSAL and not answer.answered
 
 
+def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("NOT FOUND", "Turnout was 88.4 percent [3].", sure_refusal=0.9)
+    opened: list[tuple[list[dict[str, str]], tuple[str, ...]]] = []
+    surety = [0.95]
+
+    def opening_probability(messages, words):  # type: ignore[no-untyped-def]
+        opened.append((list(messages), tuple(words)))
+        return surety[0]
+
+    llm.opening_probability = opening_probability
+    _, answer = _run(pipeline, TURNOUT)
+    assert len(llm.calls) == 1 and answer.timings["readings"] == 1 and answer.timings["refusal_p"] == 0.95
+    assert opened[0][0] == llm.calls[0] and "NOT FOUND" in opened[0][1], "asked of the prompt just answered"
+    assert not answer.answered and answer.refused_by == "model" and "sure at 0.95" in answer.reason
+    assert [(v.check, v.score) for v in answer.checks] == [("model", 0.95)]
+
+    surety[0] = 0.6  # not sure enough: the rest is read, and answers
+    llm.replies = ["NOT FOUND", "Turnout was 88.4 percent [3]."]
+    _, answer = _run(pipeline, TURNOUT)
+    assert [len(_passage_lines(c)) for c in llm.calls[1:]] == [2, 6] and answer.timings["refusal_p"] == 0.6
+    assert answer.timings["readings"] == 2
+
+    pipeline, llm = fake_pipeline("NOT FOUND")  # a backend that cannot say: the rest is read, as before
+    _, answer = _run(pipeline, TURNOUT)
+    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and "refusal_p" not in answer.timings
+
+
 def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder")
     question = "How many votes did the MAS and the Citizen Community each get overall?"
