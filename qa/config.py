@@ -180,8 +180,8 @@ class Settings:
     without: frozenset[str] = field(default_factory=lambda: _env_checks("QA_WITHOUT"))
     # after the first reading the model refused, the rest of the passages are read only if its refusal
     # was at most this likely (its first token's probability); 1 always reads them. In-process
-    # llama.cpp only: a server's refusal is always followed by the second reading. On the tuning half
-    # and Bolivia, second readings found a right answer after refusals at 0.36, 0.39 and 0.70, and
+    # llama.cpp only: a server's refusal is always followed by the second reading. On the tuning
+    # collections, second readings found a right answer after refusals at 0.36, 0.39 and 0.70, and
     # 0.8 keeps a margin above them (docs/performance.md, "Sure refusals").
     sure_refusal: float = 0.8
     # the support judge (qa.judge) refuses an answer whose quotes it scores below this; chosen on the
