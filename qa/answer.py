@@ -56,7 +56,7 @@ STAGES = {
     "search_s": "search",  # dense and keyword search, fusion, ordering
     "prompt_s": "prompt evaluation",  # building the prompt, then until the model's first token (waiting included)
     "generate_s": "generation",  # from the model's first token to its last
-    "checks_s": "checks",  # citations, guard and the checks of qa.checks, the support judge's included
+    "checks_s": "checks",  # citations, guard, qa.checks (the support judge's included), a refusal's surety
 }
 # The other keys: ``retrieval_s``, ``first_token_s`` and ``total_s`` are the seconds from the question
 # to the passages found, to the first text shown, and to the answer; ``second_reading_s`` the part of

@@ -243,6 +243,8 @@ class LlamaCppLLM:
 
         with self._lock:
             llama = self._load()
+            if getattr(llama, "_is_recurrent", False) or getattr(llama, "_is_hybrid", False):
+                return None  # their state cannot be cut back to the prompt's last token
             tokens = self._chat_tokens(llama, messages)
             if len(tokens) >= self.n_ctx:
                 return None

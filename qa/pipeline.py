@@ -23,7 +23,8 @@
         │ the quoted sentences state this answer to the question, against a threshold
         ▼
     refused, but not by the judge? the model reads all the passages (6), and that reply is
-        │ checked the same way (an answer the judge found its quotes do not state is not asked again)
+        │ checked the same way (an answer the judge found its quotes do not state is not asked again,
+        │ nor a NOT FOUND the model was surer of than Settings.sure_refusal)
         ▼
     Answer(text, answered, citations, refused_by, reason, checks, undated), its timings stage by stage
 
@@ -32,6 +33,7 @@ The embedder, store and LLM are passed in, so tests can swap any of them.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -70,6 +72,8 @@ from .store import ChromaStore, Passage
 REFUSAL = "I could not find the answer to this in the articles."
 MAX_QUESTION_CHARS = 2000
 _TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+log = logging.getLogger(__name__)
+
 _REFUSAL_PHRASES = re.compile(
     r"^\W*(not found|i (?:could|can)not find|i could not find|the passages do not|there is no information|"
     r"no information|the articles do not|i don't know|i do not know)", re.IGNORECASE)
@@ -227,7 +231,8 @@ class Pipeline:
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
-        from the best passages leads to a reading of all of them, whose reply is
+        from the best passages leads to a reading of all of them (unless the model's
+        own NOT FOUND was surer than ``Settings.sure_refusal``), whose reply is
         streamed only if nothing of the first one was shown. ``since`` and ``until``
         (dates or ``YYYY-MM-DD``) keep to articles dated in that period, leaving out
         the undated ones, which ``Answer.undated`` counts.
@@ -293,7 +298,7 @@ class Pipeline:
             if answer.answered or answer.refused_by == "judge" or not self.settings.check \
                     or excerpted or len(reading) == len(passages):
                 break
-            if readings == 1 and answer.refused_by == "model" and self._sure_refusal(messages, answer, timings):
+            if readings == 1 and answer.refused_by == "model" and self._sure_refusal(messages, reply, answer, timings):
                 break
             reading = passages  # no answer from the best passages: read all of them
         if answer.answered:
@@ -315,24 +320,29 @@ class Pipeline:
             yield answer.text
         yield answer
 
-    def _sure_refusal(self, messages: list[Message], answer: Answer, timings: dict[str, float]) -> bool:
-        """Is the model's refusal of the first reading sure enough to end there (``Settings.sure_refusal``)?
+    def _sure_refusal(self, messages: list[Message], reply: str, answer: Answer, timings: dict[str, float]) -> bool:
+        """Is the model's NOT FOUND for the first reading sure enough to end there (``Settings.sure_refusal``)?
 
-        Its surety is the probability it gave the refusal's first token (``timings["refusal_p"]``),
-        read from the answering model's cache; a backend that cannot say reads on.
+        Its surety is the probability it gave the reply's first token (``timings["refusal_p"]``),
+        read from the answering model's cache. A backend that cannot say, a refusal in other words,
+        or a failure to measure reads on.
         """
         opening = getattr(self.llm, "opening_probability", None)
-        if opening is None:
+        if opening is None or self.settings.prompt == "json" or not reply.strip().upper().startswith(NOT_FOUND):
             return False
         measuring = time.perf_counter()
-        p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
+        try:
+            p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
+        except (ValueError, RuntimeError, QAError) as exc:
+            log.warning("Could not tell how sure the model's refusal was (%s); reading the other passages.", exc)
+            p = None
         timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
         if p is None:
             return False
         timings["refusal_p"] = p
         if p <= self.settings.sure_refusal:
             return False
-        answer.reason = f"{answer.reason} (sure at {p:.2f}, so the other passages were not read)"
+        answer.reason = f"{answer.reason}, and was sure of it ({p:.2f}), so the other passages were not read"
         answer.checks = [replace(v, score=p) if v.check == "model" else v for v in answer.checks]
         return True
 

@@ -164,7 +164,7 @@ def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None: 
     _, answer = _run(pipeline, TURNOUT)
     assert len(llm.calls) == 1 and answer.timings["readings"] == 1 and answer.timings["refusal_p"] == 0.95
     assert opened[0][0] == llm.calls[0] and "NOT FOUND" in opened[0][1], "asked of the prompt just answered"
-    assert not answer.answered and answer.refused_by == "model" and "sure at 0.95" in answer.reason
+    assert not answer.answered and answer.refused_by == "model" and "was sure of it (0.95)" in answer.reason
     assert [(v.check, v.score) for v in answer.checks] == [("model", 0.95)]
 
     surety[0] = 0.6  # not sure enough: the rest is read, and answers
