@@ -36,6 +36,7 @@ REFUSERS: dict[str, str] = {
     "polar": "a yes-or-no question answered with a yes, a no or a restatement its passages do not state",
     "time": "a year or decade the question names dates none of the quoted sentences",
     "judge": "the support judge finds that the quoted sentences do not state this answer to the question",
+    "doubt": "the answering model itself found NOT FOUND a likely reply to the passages it answered from",
 }
 """Every name ``Answer.refused_by`` can hold, with what it means."""
 
@@ -122,7 +123,7 @@ def check_names(names: Sequence[str] | str) -> frozenset[str]:
     Traceback (most recent call last):
     ...
     ValueError: No check is called 'speed'. The checks are: retrieval, numbers, citations, guard, kind, subject, \
-polar, time, judge.
+polar, time, judge, doubt.
     """
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the support judge's threshold (0 refuses nothing, to draw the threshold curve)")
     ev.add_argument("--sure-refusal", type=float, metavar="P",
                     help="stop after a first reading the model refused more surely than P (1 reads on)")
+    ev.add_argument("--doubt", type=float, metavar="P",
+                    help="refuse an answer whose reply the model would have begun with NOT FOUND at P or more "
+                         "(1 records it and refuses nothing)")
     ev.add_argument("--retrieval-only", action="store_true",
                     help="no model: where retrieval puts a gold answer, for every answerable question")
 
@@ -213,6 +216,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise QAError(f"--judge-threshold must be between 0 and 1, not {args.judge_threshold}.")
     if args.sure_refusal is not None and not 0.0 <= args.sure_refusal <= 1.0:
         raise QAError(f"--sure-refusal must be between 0 and 1, not {args.sure_refusal}.")
+    if args.doubt is not None and not 0.0 <= args.doubt <= 1.0:
+        raise QAError(f"--doubt must be between 0 and 1, not {args.doubt}.")
     if args.articles is None:
         return _eval_on(args, None, without)
     if not args.articles.is_dir():
@@ -229,6 +234,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
     from .evaluate import (
         Record,
         check_table,
+        doubt_curve,
         format_table,
         judge_curve,
         load_questions,
@@ -259,6 +265,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
     print(f"Index: {index['passages']} passages of {index['articles']} articles (median "
           f"{index['median_passage_chars']} characters) in {index['data_dir']}", file=sys.stderr, flush=True)
     curves: dict[str, Any] = {}
+    doubts: dict[str, Any] = {}
     tables: dict[str, Any] = {}
 
     def write() -> None:
@@ -266,6 +273,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
             args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
                                              "articles": str(args.articles or ""), "without": sorted(without),
                                              "index": index, "metrics": results, "judge_curve": curves,
+                                             "doubt_curve": doubts,
                                              "check_table": tables, "records": records},
                                             ensure_ascii=False, indent=2))
 
@@ -297,6 +305,8 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
             changes["judge_threshold"] = args.judge_threshold
         if args.sure_refusal is not None:
             changes["sure_refusal"] = args.sure_refusal
+        if args.doubt is not None:
+            changes["doubt"] = args.doubt
         settings = dataclasses.replace(base.settings, **changes)
         llm = base.llm if n == 0 or settings.llm_url else build_llm(settings)
         pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)
@@ -317,6 +327,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
                 records[preset] = records_json(run_records[preset])
                 if pipelines[preset].settings.check:
                     curves[preset] = judge_curve(run_records[preset], thresholds)
+                    doubts[preset] = doubt_curve(run_records[preset], thresholds)
                     tables[preset] = check_table(run_records[preset], pipelines[preset].settings.judge_threshold)
             if i < len(questions):
                 write()

@@ -187,6 +187,11 @@ class Settings:
     # the support judge (qa.judge) refuses an answer whose quotes it scores below this; chosen on the
     # tuning half of the SQuAD collection (docs/quality.md, "The support judge")
     judge_threshold: float = 0.35
+    # an answer is refused when the answering model gave NOT FOUND at least this probability as its
+    # reply's first token (the "doubt" check); 1 refuses nothing (qa eval still records it). Off: on
+    # the tuning half 0.3 refused 3 more unanswerable questions for nothing, on the reporting half 1
+    # more for a right answer (docs/quality.md, "The model's own doubt")
+    doubt: float = 1.0
     # run every check on an answer even after one refused it, to record their verdicts (qa eval)
     audit: bool = False
     chroma_url: str | None = field(default_factory=lambda: _env_str("QA_CHROMA_URL"))

@@ -23,7 +23,8 @@ Metrics (answerable questions unless said otherwise):
 - which check refused how many answerable and unanswerable questions (``refused_by``).
 
 With the checks audited (``Settings.audit``), a record holds every check's verdict on the answer
-and the support judge's score, so :func:`judge_curve` can show what any threshold would do, and
+and the support judge's score, so :func:`judge_curve` can show what any threshold would do (and
+:func:`doubt_curve` for the ``doubt`` check), and
 :func:`check_table` what each check alone refuses. :func:`retrieval_figures` needs no model: is a
 gold answer inside the passages given to the model, and at which rank.
 """
@@ -284,6 +285,39 @@ def judge_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[
         correct = sum(r.correct if r.answered else r.draft_correct for r in kept)
         out.append({"threshold": t, "accuracy": _share(correct, len(answerable)),
                     "refusal_rate": _share(sum(refused_at(r, t) for r in unanswerable), len(unanswerable)),
+                    "false_refusal_rate": _share(len(answerable) - len(kept), len(answerable))})
+    return out
+
+
+def doubt_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[dict[str, float | None]]:
+    """For each threshold: accuracy, refusal and false-refusal rates had the ``doubt`` check used it.
+
+    Exact for a run whose doubt refuses nothing (threshold 1): its refusal is final and it runs
+    last, so the answers it would refuse are the same answers; one it refused in the run counts as
+    its draft when a higher threshold would pass it.
+
+    >>> ok = Record("1", "single", "?", True, True, True, True, "A [1].", [], [True], 1.0, 0.5,
+    ...             checks=[{"check": "doubt", "passed": True, "score": 0.02}])
+    >>> bad = Record("2", "unanswerable", "?", False, True, False, True, "B [1].", [], [False], 1.0, 0.5,
+    ...              checks=[{"check": "doubt", "passed": True, "score": 0.4}])
+    >>> [(c["threshold"], c["refusal_rate"], c["false_refusal_rate"]) for c in doubt_curve([ok, bad], [1.0, 0.3])]
+    [(1.0, 0.0, 0.0), (0.3, 1.0, 0.0)]
+    """
+    def refused(r: Record, t: float) -> bool:
+        score = next((c.get("score") for c in r.checks if c.get("check") == "doubt"), None)
+        if not r.answered and r.refused_by != "doubt":
+            return True
+        return score is not None and score >= t
+
+    answerable = [r for r in records if r.answerable]
+    unanswerable = [r for r in records if not r.answerable]
+    out: list[dict[str, float | None]] = []
+    for t in thresholds:
+        kept = [r for r in answerable if not refused(r, t)]
+        out.append({"threshold": t,
+                    "accuracy": _share(sum(r.correct if r.answered else r.draft_correct for r in kept),
+                                       len(answerable)),
+                    "refusal_rate": _share(sum(refused(r, t) for r in unanswerable), len(unanswerable)),
                     "false_refusal_rate": _share(len(answerable) - len(kept), len(answerable))})
     return out
 

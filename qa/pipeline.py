@@ -292,10 +292,12 @@ class Pipeline:
             readings += 1
             timings["readings"] = float(readings)
             answer = self.finish(reply, asked, query, reading, timings, retrieved=passages)
+            if answer.answered:
+                answer = self._doubted(messages, answer, timings)
             if readings > 1:
                 timings["second_reading_s"] = sum(timings[key] for key in ("prompt_s", "generate_s", "checks_s")) \
                     - before
-            if answer.answered or answer.refused_by == "judge" or not self.settings.check \
+            if answer.answered or answer.refused_by in ("judge", "doubt") or not self.settings.check \
                     or excerpted or len(reading) == len(passages):
                 break
             if readings == 1 and answer.refused_by == "model" and self._sure_refusal(messages, reply, answer, timings):
@@ -345,6 +347,37 @@ class Pipeline:
         answer.reason = f"{answer.reason}, and was sure of it ({p:.2f}), so the other passages were not read"
         answer.checks = [replace(v, score=p) if v.check == "model" else v for v in answer.checks]
         return True
+
+    def _doubted(self, messages: list[Message], answer: Answer, timings: dict[str, float]) -> Answer:
+        """``answer``, or its refusal by ``doubt`` when the model itself found NOT FOUND too likely a reply.
+
+        The doubt is the probability the answering model gave NOT FOUND as the reply's first token
+        (``timings["doubt_p"]``), read from its cache after the answer; at ``Settings.doubt`` or above
+        the answer is refused, and not asked again. At 1 (the default) it is measured only for
+        ``qa eval``. A backend that cannot say, the JSON prompt, the check switched off, or a failure
+        to measure leaves the answer as it is.
+        """
+        opening = getattr(self.llm, "opening_probability", None)
+        if opening is None or not self.settings.check or self.settings.prompt == "json" \
+                or "doubt" in self.settings.without or (self.settings.doubt >= 1 and not self.settings.audit):
+            return answer
+        measuring = time.perf_counter()
+        try:
+            p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
+        except (ValueError, RuntimeError, QAError) as exc:
+            log.warning("Could not tell how likely the model found a refusal (%s); the answer stands.", exc)
+            p = None
+        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        if p is None:
+            return answer
+        timings["doubt_p"] = p
+        if self.settings.doubt >= 1 or p < self.settings.doubt:
+            answer.checks = [*answer.checks, Verdict("doubt", True, "", p)]
+            return answer
+        verdict = failed("doubt", f"the model found NOT FOUND a likely reply to these passages ({p:.2f} ≥ "
+                                  f"{self.settings.doubt:.2f})", p)
+        return Answer(REFUSAL, False, [], answer.question, answer.query, answer.passages, refused_by="doubt",
+                      reason=verdict.reason, checks=[*answer.checks, verdict], draft=answer.text)
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
                   shown: bool) -> Generator[str, None, tuple[str, bool, int]]:

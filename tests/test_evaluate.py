@@ -15,6 +15,7 @@ from qa.evaluate import (
     EvalQuestion,
     Record,
     check_table,
+    doubt_curve,
     is_correct,
     judge_curve,
     load_questions,
@@ -195,6 +196,23 @@ def test_the_judge_curve_reads_every_threshold_from_one_run() -> None:
     assert curve[0.25]["accuracy"] == 0.25 and curve[0.25]["false_refusal_rate"] == 0.5, "the draft refused at 0.2"
     assert curve[0.5]["refusal_rate"] == 1.0 and curve[0.5]["false_refusal_rate"] == 0.75
     assert curve[0.95]["false_refusal_rate"] == 1.0 and curve[0.95]["accuracy"] == 0.0
+
+
+def test_the_doubt_curve_reads_every_threshold_from_one_run() -> None:
+    def doubted(answerable: bool, answered: bool, correct: bool, score: float | None, refused_by: str = "",
+                draft_correct: bool = False) -> Record:
+        record = _audited(answerable, answered, correct, None, refused_by, draft_correct=draft_correct)
+        if score is not None:
+            record.checks.append({"check": "doubt", "passed": refused_by != "doubt", "score": score})
+        return record
+
+    records = [doubted(True, True, True, 0.01), doubted(True, True, False, 0.2),
+               doubted(True, False, False, 0.5, "doubt", draft_correct=True),  # refused in the run at 0.4
+               doubted(False, True, False, 0.3), doubted(False, False, True, None, "judge")]
+    curve = {c["threshold"]: c for c in doubt_curve(records, [1.0, 0.4, 0.25, 0.1])}
+    assert curve[1.0] == {"threshold": 1.0, "accuracy": 0.6667, "refusal_rate": 0.5, "false_refusal_rate": 0.0}
+    assert curve[0.4]["false_refusal_rate"] == 0.3333 and curve[0.4]["refusal_rate"] == 0.5
+    assert curve[0.25]["refusal_rate"] == 1.0 and curve[0.1]["false_refusal_rate"] == 0.6667
 
 
 def test_the_check_table_counts_what_each_check_refuses_alone() -> None:

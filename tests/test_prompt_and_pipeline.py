@@ -178,6 +178,40 @@ def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None: 
     assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and "refusal_p" not in answer.timings
 
 
+def test_an_answer_the_model_doubted_is_refused_by_doubt(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", doubt=0.5)
+    doubt = [0.7]
+    opened: list[list[dict[str, str]]] = []
+
+    def opening_probability(messages, words):  # type: ignore[no-untyped-def]
+        opened.append(list(messages))
+        assert "NOT FOUND" in words
+        return doubt[0]
+
+    llm.opening_probability = opening_probability
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert opened == llm.calls, "measured on the prompt just answered"
+    assert not answer.answered and answer.refused_by == "doubt" and "0.70" in answer.reason
+    assert len(llm.calls) == 1, "a doubted answer is not asked again"
+    assert answer.draft == "Turnout was 88.4 percent [1]." and answer.timings["doubt_p"] == 0.7
+    assert answer.checks[-1].check == "doubt" and answer.checks[-1].score == 0.7
+
+    doubt[0] = 0.2  # below the threshold: the answer stands, its doubt recorded
+    _, answer = _run(pipeline, TURNOUT)
+    assert answer.answered and answer.timings["doubt_p"] == 0.2
+    assert ("doubt", True, 0.2) in [(v.check, v.passed, v.score) for v in answer.checks]
+
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", doubt=0.5, without=frozenset({"doubt"}))
+    llm.opening_probability = opening_probability
+    doubt[0] = 0.9  # switched off: not even measured
+    _, answer = _run(pipeline, TURNOUT)
+    assert answer.answered and "doubt_p" not in answer.timings
+
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", doubt=0.5)  # a backend that cannot say
+    _, answer = _run(pipeline, TURNOUT)
+    assert answer.answered and "doubt_p" not in answer.timings
+
+
 def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder")
     question = "How many votes did the MAS and the Citizen Community each get overall?"
