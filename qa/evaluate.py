@@ -36,7 +36,7 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,16 +277,7 @@ def judge_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[
     >>> [(c["threshold"], c["refusal_rate"], c["false_refusal_rate"]) for c in judge_curve([ok, bad], [0.0, 0.5])]
     [(0.0, 0.0, 0.0), (0.5, 1.0, 0.0)]
     """
-    answerable = [r for r in records if r.answerable]
-    unanswerable = [r for r in records if not r.answerable]
-    out: list[dict[str, float | None]] = []
-    for t in thresholds:
-        kept = [r for r in answerable if not refused_at(r, t)]
-        correct = sum(r.correct if r.answered else r.draft_correct for r in kept)
-        out.append({"threshold": t, "accuracy": _share(correct, len(answerable)),
-                    "refusal_rate": _share(sum(refused_at(r, t) for r in unanswerable), len(unanswerable)),
-                    "false_refusal_rate": _share(len(answerable) - len(kept), len(answerable))})
-    return out
+    return _curve(records, thresholds, refused_at)
 
 
 def doubt_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[dict[str, float | None]]:
@@ -309,6 +300,13 @@ def doubt_curve(records: Sequence[Record], thresholds: Sequence[float]) -> list[
             return True
         return score is not None and score >= t
 
+    return _curve(records, thresholds, refused)
+
+
+def _curve(records: Sequence[Record], thresholds: Sequence[float],
+           refused: Callable[[Record, float], bool]) -> list[dict[str, float | None]]:
+    """Accuracy, refusal and false-refusal rates at each threshold, ``refused(record, t)`` saying
+    which records a check at ``t`` refuses; a kept answer it refused in the run counts as its draft."""
     answerable = [r for r in records if r.answerable]
     unanswerable = [r for r in records if not r.answerable]
     out: list[dict[str, float | None]] = []

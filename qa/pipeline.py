@@ -329,16 +329,9 @@ class Pipeline:
         read from the answering model's cache. A backend that cannot say, a refusal in other words,
         or a failure to measure reads on.
         """
-        opening = getattr(self.llm, "opening_probability", None)
-        if opening is None or self.settings.prompt == "json" or not reply.strip().upper().startswith(NOT_FOUND):
+        if self.settings.prompt == "json" or not reply.strip().upper().startswith(NOT_FOUND):
             return False
-        measuring = time.perf_counter()
-        try:
-            p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
-        except (ValueError, RuntimeError, QAError) as exc:
-            log.warning("Could not tell how sure the model's refusal was (%s); reading the other passages.", exc)
-            p = None
-        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        p = self._not_found_p(messages, timings, "how sure the model's refusal was", "reading the other passages")
         if p is None:
             return False
         timings["refusal_p"] = p
@@ -357,17 +350,10 @@ class Pipeline:
         ``qa eval``. A backend that cannot say, the JSON prompt, the check switched off, or a failure
         to measure leaves the answer as it is.
         """
-        opening = getattr(self.llm, "opening_probability", None)
-        if opening is None or not self.settings.check or self.settings.prompt == "json" \
-                or "doubt" in self.settings.without or (self.settings.doubt >= 1 and not self.settings.audit):
+        if not self.settings.check or self.settings.prompt == "json" or "doubt" in self.settings.without \
+                or (self.settings.doubt >= 1 and not self.settings.audit):
             return answer
-        measuring = time.perf_counter()
-        try:
-            p = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
-        except (ValueError, RuntimeError, QAError) as exc:
-            log.warning("Could not tell how likely the model found a refusal (%s); the answer stands.", exc)
-            p = None
-        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        p = self._not_found_p(messages, timings, "how likely the model found a refusal", "the answer stands")
         if p is None:
             return answer
         timings["doubt_p"] = p
@@ -378,6 +364,26 @@ class Pipeline:
                                   f"{self.settings.doubt:.2f})", p)
         return Answer(REFUSAL, False, [], answer.question, answer.query, answer.passages, refused_by="doubt",
                       reason=verdict.reason, checks=[*answer.checks, verdict], draft=answer.text)
+
+    def _not_found_p(self, messages: list[Message], timings: dict[str, float], what: str,
+                     otherwise: str) -> float | None:
+        """The probability the answering model gives NOT FOUND as its reply to ``messages``, or None.
+
+        One token read from the model's cache (``opening_probability``), timed into
+        ``timings["checks_s"]``. None when the backend cannot say or the measure fails; a failure
+        is logged as not knowing ``what``, and so ``otherwise``.
+        """
+        opening = getattr(self.llm, "opening_probability", None)
+        if opening is None:
+            return None
+        measuring = time.perf_counter()
+        try:
+            p: float | None = opening(messages, (NOT_FOUND, f" {NOT_FOUND}"))
+        except (ValueError, RuntimeError, QAError) as exc:
+            log.warning("Could not tell %s (%s); %s.", what, exc, otherwise)
+            p = None
+        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        return p
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
                   shown: bool) -> Generator[str, None, tuple[str, bool, int]]:
