@@ -237,6 +237,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
         doubt_curve,
         format_table,
         judge_curve,
+        latency_ratios,
         load_questions,
         records_json,
         run_question,
@@ -278,15 +279,17 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
                                             ensure_ascii=False, indent=2))
 
     def report() -> None:
-        first = results[presets[0]].get("latency_median_s")
         for other in presets[1:]:
-            median = results[other].get("latency_median_s")
-            if isinstance(first, float) and isinstance(median, float) and median:
-                results[presets[0]]["latency_ratio_vs_" + other] = round(first / median, 3)
+            ratios = latency_ratios(results[presets[0]], results[other])
+            results[presets[0]]["latency_ratio_vs_" + other] = ratios["median"]
+            results[presets[0]]["latency_ratios_vs_" + other] = ratios
         print(format_table(results), flush=True)
         for other in presets[1:]:
-            print(f"median latency {presets[0]} / {other}: "
-                  f"{results[presets[0]].get('latency_ratio_vs_' + other)}", flush=True)
+            shown = {key: "—" if value is None else f"{value:.2f}"
+                     for key, value in results[presets[0]]["latency_ratios_vs_" + other].items()}
+            print(f"{presets[0]} against {other}: median latency {shown['median']}×, p90 {shown['p90']}×, "
+                  f"first word of an answer {shown['first_word']}×, refusal {shown['refusal']}× {other}'s "
+                  "median", flush=True)
         for preset, by in ((p, results[p].get("refused_by")) for p in presets):
             if by and (by["answerable"] or by["unanswerable"]):
                 print(f"{preset}: refused, by check: unanswerable {by['unanswerable']}; "

@@ -194,6 +194,8 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
     correct = [r for r in answerable if r.correct]
     latencies = [r.latency_s for r in records]
     firsts = [r.first_token_s for r in records]
+    answered_firsts = [r.first_token_s for r in records if r.answered]
+    refusals = [r.latency_s for r in records if not r.answered]
     return {
         "questions": len(records), "answerable": len(answerable), "unanswerable": len(unanswerable), "k": k,
         "hit_rate": _share(sum(r.hit for r in answerable), len(answerable)),
@@ -208,11 +210,36 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
         "latency_p90_s": _percentile(latencies, 0.9),
         "first_token_median_s": round(statistics.median(firsts), 3) if firsts else None,
         "first_token_p90_s": _percentile(firsts, 0.9),
+        "answered_first_token_median_s": round(statistics.median(answered_firsts), 3) if answered_firsts else None,
+        "refusal_median_s": round(statistics.median(refusals), 3) if refusals else None,
         "errors": sum(bool(r.error) for r in records),
         "refused_by": {
             "answerable": dict(Counter(r.refused_by for r in answerable if not r.answered and r.refused_by)),
             "unanswerable": dict(Counter(r.refused_by for r in unanswerable if not r.answered and r.refused_by))},
     }
+
+
+def latency_ratios(run: dict[str, Any], yardstick: dict[str, Any]) -> dict[str, float | None]:
+    """How long ``run`` took against ``yardstick`` (two :func:`summarise` results of one session).
+
+    ``median`` and ``p90`` of all questions' latency; ``first_word``, the median time to the first
+    word of an answered question; ``refusal``, the median time to a refusal against the yardstick's
+    median latency (what a user waits for an answer of any kind). ``None`` where either lacks it.
+
+    >>> run = {"latency_median_s": 6.0, "latency_p90_s": 9.0, "answered_first_token_median_s": 2.0,
+    ...        "refusal_median_s": 4.0}
+    >>> latency_ratios(run, {"latency_median_s": 12.0, "latency_p90_s": 10.0, "answered_first_token_median_s": 8.0})
+    {'median': 0.5, 'p90': 0.9, 'first_word': 0.25, 'refusal': 0.333}
+    """
+    def ratio(top: Any, bottom: Any) -> float | None:
+        return round(top / bottom, 3) if isinstance(top, (int, float)) and isinstance(bottom, (int, float)) \
+            and bottom > 0 else None
+
+    return {"median": ratio(run.get("latency_median_s"), yardstick.get("latency_median_s")),
+            "p90": ratio(run.get("latency_p90_s"), yardstick.get("latency_p90_s")),
+            "first_word": ratio(run.get("answered_first_token_median_s"),
+                                yardstick.get("answered_first_token_median_s")),
+            "refusal": ratio(run.get("refusal_median_s"), yardstick.get("latency_median_s"))}
 
 
 METRIC_LABELS = [
@@ -222,6 +249,8 @@ METRIC_LABELS = [
     ("refusal_rate", "refusal rate (unanswerable)"), ("false_refusal_rate", "false-refusal rate (answerable)"),
     ("latency_median_s", "latency median (s)"), ("latency_p90_s", "latency p90 (s)"),
     ("first_token_median_s", "first token median (s)"), ("first_token_p90_s", "first token p90 (s)"),
+    ("answered_first_token_median_s", "first word, answered, median (s)"),
+    ("refusal_median_s", "refusal median (s)"),
 ]
 
 

@@ -89,6 +89,8 @@ def test_summary_metrics_on_a_worked_example() -> None:
     assert m["false_refusal_rate"] == 0.25
     assert m["latency_median_s"] == 3.5
     assert m["latency_p90_s"] == 6
+    assert m["answered_first_token_median_s"] == 1.5  # a, b, d, f answered: 0.5, 1, 2, 3
+    assert m["refusal_median_s"] == 4  # c and e refused, at 3 and 5 s
 
 
 def test_malformed_question_set_names_the_line(tmp_path: Path) -> None:
@@ -110,8 +112,8 @@ def test_qa_eval_runs_the_real_pipeline_on_a_subset(seeded_copy: Path, smollm_pa
                              "--compare", "plain", "json"], capture_output=True, text=True, env=env, cwd=ROOT,
                             timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "answer accuracy" in result.stdout and "median latency default / plain" in result.stdout
-    assert "median latency default / json" in result.stdout
+    assert "answer accuracy" in result.stdout and "default against plain: median latency" in result.stdout
+    assert "default against json: median latency" in result.stdout
     report = json.loads(out.read_text())
     metrics = report["metrics"]["default"]
     for key in ("hit_rate", "accuracy", "citation_precision", "refusal_rate", "false_refusal_rate",
@@ -120,6 +122,8 @@ def test_qa_eval_runs_the_real_pipeline_on_a_subset(seeded_copy: Path, smollm_pa
     assert metrics["questions"] == 4 and len(report["records"]["default"]) == 4
     assert len(report["records"]["plain"]) == 4 and len(report["records"]["json"]) == 4
     assert {"latency_ratio_vs_plain", "latency_ratio_vs_json"} <= set(metrics)
+    assert set(metrics["latency_ratios_vs_plain"]) == {"median", "p90", "first_word", "refusal"}
+    assert metrics["latency_ratios_vs_plain"]["median"] == metrics["latency_ratio_vs_plain"]
     # the index measured, so a run on one left from other passage sizes shows as such
     assert report["index"]["passages"] == 89 and report["index"]["articles"] == 5
     assert 400 < report["index"]["median_passage_chars"] <= 700
