@@ -280,16 +280,14 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
 
     def report() -> None:
         for other in presets[1:]:
-            ratios = latency_ratios(results[presets[0]], results[other])
-            results[presets[0]]["latency_ratio_vs_" + other] = ratios["median"]
-            results[presets[0]]["latency_ratios_vs_" + other] = ratios
+            results[presets[0]]["latency_ratios_vs_" + other] = latency_ratios(results[presets[0]], results[other])
         print(format_table(results), flush=True)
         for other in presets[1:]:
-            shown = {key: "—" if value is None else f"{value:.2f}"
+            shown = {key: "—" if value is None else f"{value:.2f}×"
                      for key, value in results[presets[0]]["latency_ratios_vs_" + other].items()}
-            print(f"{presets[0]} against {other}: median latency {shown['median']}×, p90 {shown['p90']}×, "
-                  f"first word of an answer {shown['first_word']}×, refusal {shown['refusal']}× {other}'s "
-                  "median", flush=True)
+            print(f"{presets[0]} against {other}: median latency {shown['median']}, p90 {shown['p90']}, "
+                  f"first word of an answer {shown['first_word']}, refusal {shown['refusal']} {other}'s "
+                  "median latency", flush=True)
         for preset, by in ((p, results[p].get("refused_by")) for p in presets):
             if by and (by["answerable"] or by["unanswerable"]):
                 print(f"{preset}: refused, by check: unanswerable {by['unanswerable']}; "

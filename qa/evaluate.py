@@ -19,7 +19,8 @@ Metrics (answerable questions unless said otherwise):
   ``"free_text": true``, that come from a gold article);
 - citation coverage: share of correct answers with at least one such citation;
 - refusal rate (unanswerable questions) and false-refusal rate (answerable);
-- median and 90th percentile of latency and of time to first token;
+- median and 90th percentile of latency and of time to first token; the median time to the first
+  word of an answered question, and to a refusal (:func:`latency_ratios` sets a run against another);
 - which check refused how many answerable and unanswerable questions (``refused_by``).
 
 With the checks audited (``Settings.audit``), a record holds every check's verdict on the answer
@@ -194,8 +195,8 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
     correct = [r for r in answerable if r.correct]
     latencies = [r.latency_s for r in records]
     firsts = [r.first_token_s for r in records]
-    answered_firsts = [r.first_token_s for r in records if r.answered]
-    refusals = [r.latency_s for r in records if not r.answered]
+    first_words = [r.first_token_s for r in records if r.answered]
+    refusals = [r.latency_s for r in records if not r.answered and not r.error]
     return {
         "questions": len(records), "answerable": len(answerable), "unanswerable": len(unanswerable), "k": k,
         "hit_rate": _share(sum(r.hit for r in answerable), len(answerable)),
@@ -210,7 +211,7 @@ def summarise(records: Sequence[Record], k: int) -> dict[str, Any]:
         "latency_p90_s": _percentile(latencies, 0.9),
         "first_token_median_s": round(statistics.median(firsts), 3) if firsts else None,
         "first_token_p90_s": _percentile(firsts, 0.9),
-        "answered_first_token_median_s": round(statistics.median(answered_firsts), 3) if answered_firsts else None,
+        "first_word_median_s": round(statistics.median(first_words), 3) if first_words else None,
         "refusal_median_s": round(statistics.median(refusals), 3) if refusals else None,
         "errors": sum(bool(r.error) for r in records),
         "refused_by": {
@@ -224,11 +225,11 @@ def latency_ratios(run: dict[str, Any], yardstick: dict[str, Any]) -> dict[str, 
 
     ``median`` and ``p90`` of all questions' latency; ``first_word``, the median time to the first
     word of an answered question; ``refusal``, the median time to a refusal against the yardstick's
-    median latency (what a user waits for an answer of any kind). ``None`` where either lacks it.
+    median latency (what a user waits for an answer of any kind). ``None`` where either lacks the
+    figure or the yardstick's is zero.
 
-    >>> run = {"latency_median_s": 6.0, "latency_p90_s": 9.0, "answered_first_token_median_s": 2.0,
-    ...        "refusal_median_s": 4.0}
-    >>> latency_ratios(run, {"latency_median_s": 12.0, "latency_p90_s": 10.0, "answered_first_token_median_s": 8.0})
+    >>> run = {"latency_median_s": 6.0, "latency_p90_s": 9.0, "first_word_median_s": 2.0, "refusal_median_s": 4.0}
+    >>> latency_ratios(run, {"latency_median_s": 12.0, "latency_p90_s": 10.0, "first_word_median_s": 8.0})
     {'median': 0.5, 'p90': 0.9, 'first_word': 0.25, 'refusal': 0.333}
     """
     def ratio(top: Any, bottom: Any) -> float | None:
@@ -237,8 +238,7 @@ def latency_ratios(run: dict[str, Any], yardstick: dict[str, Any]) -> dict[str, 
 
     return {"median": ratio(run.get("latency_median_s"), yardstick.get("latency_median_s")),
             "p90": ratio(run.get("latency_p90_s"), yardstick.get("latency_p90_s")),
-            "first_word": ratio(run.get("answered_first_token_median_s"),
-                                yardstick.get("answered_first_token_median_s")),
+            "first_word": ratio(run.get("first_word_median_s"), yardstick.get("first_word_median_s")),
             "refusal": ratio(run.get("refusal_median_s"), yardstick.get("latency_median_s"))}
 
 
@@ -249,7 +249,7 @@ METRIC_LABELS = [
     ("refusal_rate", "refusal rate (unanswerable)"), ("false_refusal_rate", "false-refusal rate (answerable)"),
     ("latency_median_s", "latency median (s)"), ("latency_p90_s", "latency p90 (s)"),
     ("first_token_median_s", "first token median (s)"), ("first_token_p90_s", "first token p90 (s)"),
-    ("answered_first_token_median_s", "first word, answered, median (s)"),
+    ("first_word_median_s", "first word of answers median (s)"),
     ("refusal_median_s", "refusal median (s)"),
 ]
 
