@@ -171,8 +171,17 @@ class Settings:
     # refuses: a small model picks the wrong name out of six passages more often than out of two.
     # (0: one reading of all of them.)
     narrow_k: int = 2
+    # the first reading's best passages are cut to their best whole sentences, about this many tokens
+    # of them (qa.excerpt); 0: whole. On every answerable question of each SQuAD half, 270 keeps the
+    # answer in what is read for all but 0.4-0.7 points of questions, for a fifth fewer tokens
+    # (docs/performance.md, "Fewer tokens per reading")
+    first_tokens: int = 270
+    # a second reading is the first again (llama.cpp still holds its tokens, so they are not evaluated
+    # again) and the best sentences of the other passages, about this many tokens of them; 0: the
+    # other passages whole
+    more_tokens: int = 200
     # the model reads the passages' best sentences, about this many tokens of them, in one reading
-    # (qa.excerpt); 0: whole passages, as ``narrow_k`` says
+    # (qa.excerpt); 0: the readings above
     read_tokens: int = 0
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True
@@ -247,8 +256,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wide": {"narrow_k": 0},
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
-    "passages": {"read_tokens": 0},
+    "passages": {"read_tokens": 0, "first_tokens": 0, "more_tokens": 0},
     "sentences": {"read_tokens": 300},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,
-              "sentence_order": False, "min_score": 0.0, "top_k": 5, "read_tokens": 0},
+              "sentence_order": False, "min_score": 0.0, "top_k": 5, "read_tokens": 0, "first_tokens": 0,
+              "more_tokens": 0},
 }

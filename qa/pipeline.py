@@ -10,7 +10,8 @@
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
-    prompt (constant system prompt first, the 2 best passages, question) ──> LLM, streamed
+    prompt (constant system prompt first, the 2 best passages cut to their best sentences (qa.excerpt),
+        │ question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown; with
         │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
         ▼
@@ -22,9 +23,10 @@
         │ "polar", "time", then "judge" (qa.judge): the model's probability that
         │ the quoted sentences state this answer to the question, against a threshold
         ▼
-    refused, but not by the judge? the model reads all the passages (6), and that reply is
-        │ checked the same way (an answer the judge found its quotes do not state is not asked again,
-        │ nor a NOT FOUND the model was surer of than Settings.sure_refusal)
+    refused, but not by the judge? the model reads on: the same passages (still cached), then the
+        │ best sentences of the other 4, and that reply is checked the same way (an answer the judge
+        │ found its quotes do not state is not asked again, nor a NOT FOUND the model was surer of
+        │ than Settings.sure_refusal)
         ▼
     Answer(text, answered, citations, refused_by, reason, checks, undated), its timings stage by stage
 
@@ -187,12 +189,31 @@ class Pipeline:
     def reading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage]
                 ) -> list[Passage]:
         """What the model reads first of the passages found: their best sentences under the budget
-        ``read_tokens`` (:mod:`qa.excerpt`), else the best ``narrow_k`` passages, else all of them."""
-        if self.settings.read_tokens > 0 and self.sentences is not None and passages:
-            scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
-            return [e.as_passage() for e in choose(passages, scores, self.settings.read_tokens)]
+        ``read_tokens`` (:mod:`qa.excerpt`); else the best ``narrow_k`` passages, cut to their best
+        sentences under ``first_tokens``; else all of them, whole."""
+        if self.settings.read_tokens > 0:
+            return self._excerpts(question, question_vector, passages, self.settings.read_tokens)
         narrow = self.settings.narrow_k
-        return list(passages[:narrow] if self.settings.check and 0 < narrow < len(passages) else passages)
+        if not (self.settings.check and 0 < narrow < len(passages)):
+            return list(passages)
+        return self._excerpts(question, question_vector, passages[:narrow], self.settings.first_tokens)
+
+    def rereading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage],
+                  first: Sequence[Passage]) -> list[Passage]:
+        """What the model reads after it, or a check, refused its ``first`` reading: that reading again
+        (llama.cpp still holds its tokens, so only what follows is evaluated), then the other passages
+        found, cut to their best sentences under ``more_tokens``."""
+        read = {p.id for p in first}
+        rest = [p for p in passages if p.id not in read]
+        return [*first, *self._excerpts(question, question_vector, rest, self.settings.more_tokens)]
+
+    def _excerpts(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage],
+                  budget: int) -> list[Passage]:
+        """``passages`` cut to their best whole sentences under ``budget`` estimated tokens (0: whole)."""
+        if budget <= 0 or self.sentences is None or not passages:
+            return list(passages)
+        scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
+        return [e.as_passage() for e in choose(passages, scores, budget)]
 
     def _outside(self, question: str, articles: Sequence[str] | None, period: Period | None,
                  started: float) -> Answer | None:
@@ -298,11 +319,13 @@ class Pipeline:
                 timings["second_reading_s"] = sum(timings[key] for key in ("prompt_s", "generate_s", "checks_s")) \
                     - before
             if answer.answered or answer.refused_by in ("judge", "doubt") or not self.settings.check \
-                    or excerpted or len(reading) == len(passages):
+                    or excerpted or readings > 1:
                 break
-            if readings == 1 and answer.refused_by == "model" and self._sure_refusal(messages, reply, answer, timings):
+            further = self.rereading(asked, vector, passages, reading)  # no answer from the best: read on
+            if len(further) == len(reading) or (answer.refused_by == "model"
+                                                and self._sure_refusal(messages, reply, answer, timings)):
                 break
-            reading = passages  # no answer from the best passages: read all of them
+            reading = further
         if answer.answered:
             # the markers point into the list of every passage found, of which this reading may be a part
             position = {p.id: n for n, p in enumerate(passages, 1)}

@@ -8,7 +8,7 @@ from qa.answer import STAGES, Answer, Retrieved
 from qa.citations import check_citations
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
-from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages
+from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, passage_line
 from qa.rewrite import EXAMPLE, INSTRUCTION
 from qa.store import Passage
 
@@ -126,7 +126,29 @@ def test_the_best_passages_are_read_first(fake_pipeline) -> None:  # type: ignor
     assert len(answer.passages) == 6, "the answer lists every passage retrieved"
 
 
-def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+def _read_text(line: str) -> str:
+    """What the model read of one passage: its line of the prompt without the number and title."""
+    return line.split(") ", 1)[1]
+
+
+def _whole_sentences(read: str, passage: str) -> bool:
+    """Is every piece of ``read`` (pieces joined by the excerpt's gap) whole sentences of ``passage``?"""
+    from qa.excerpt import GAP
+    from qa.text import sentence_spans
+
+    starts = {a for a, _ in sentence_spans(passage)}
+    ends = {b for _, b in sentence_spans(passage)}
+    for piece in read.split(GAP.strip()):
+        piece = piece.strip()
+        at = passage.find(piece)
+        if not piece or at < 0 or at not in starts or at + len(piece) not in ends:
+            return False
+    return True
+
+
+def test_a_refusal_from_the_best_passages_reads_on(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from qa.excerpt import estimate_tokens
+
     pipeline, llm = fake_pipeline("placeholder")
     passages = pipeline.retrieve(TURNOUT)
     n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
@@ -136,6 +158,12 @@ def test_a_refusal_from_the_best_passages_reads_them_all(fake_pipeline) -> None:
     streamed, answer = _run(pipeline, TURNOUT)
     assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and answer.timings["readings"] == 2
     assert llm.calls[0][:-1] == llm.calls[1][:-1], "both readings share the cached prefix"
+    first, second = (_passage_lines(c) for c in llm.calls)
+    assert second[:2] == first, "the first reading is read again, word for word, so llama.cpp reuses it"
+    more = [_read_text(line) for line in second[2:]]
+    assert sum(estimate_tokens(t) + 1 for t in more) <= pipeline.settings.more_tokens
+    by_id = {p.id: p.text for p in passages}
+    assert all(_whole_sentences(t, by_id[p.id]) for t, p in zip(more, passages[2:], strict=True))
     assert answer.answered and answer.text == streamed == poverty, "the second reply streams: nothing was shown"
     assert [c.number for c in answer.citations] == [n]
 
@@ -213,7 +241,7 @@ def test_an_answer_the_model_doubted_is_refused_by_doubt(fake_pipeline) -> None:
 
 
 def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder")
+    pipeline, llm = fake_pipeline("placeholder", first_tokens=0, more_tokens=0)  # whole passages
     question = "How many votes did the MAS and the Citizen Community each get overall?"
     passages = pipeline.retrieve(question)
     share = next(i for i, p in enumerate(passages, 1) if "55 percent of the votes" in p.text)
@@ -299,6 +327,30 @@ def test_overlong_question_is_refused_before_the_model(fake_pipeline) -> None:  
     with pytest.raises(QAError, match="limited to"):
         pipeline.ask("why " * 30000)
     assert llm.calls == []
+
+
+def test_the_first_reading_is_cut_to_whole_sentences_and_quoted_from_them(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from qa.excerpt import estimate_tokens
+
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", first_tokens=60)
+    passages = pipeline.retrieve(TURNOUT)
+    streamed, answer = _run(pipeline, TURNOUT)
+    (call,) = llm.calls
+    read = [_read_text(line) for line in _passage_lines(call)]
+    assert 1 <= len(read) <= 2 and sum(estimate_tokens(t) + 1 for t in read[1:]) <= 60
+    assert all(_whole_sentences(t, p.text) for t, p in zip(read, passages, strict=False)), "no sentence cut"
+    assert sum(map(len, read)) < sum(len(p.text) for p in passages[:2])
+    (citation,) = answer.citations
+    assert citation.quote in read[0], "the quote is a sentence the model read"
+    whole = passages[0]
+    assert citation.chunk_id == whole.id and citation.passage == whole.text
+    assert whole.text[citation.quote_start - whole.start:][:len(citation.quote)] == citation.quote
+
+    # 0: the best passages whole
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", first_tokens=0)
+    _run(pipeline, TURNOUT)
+    lines = [_read_text(line) for line in _passage_lines(llm.calls[0])]
+    assert len(lines) == 2 and all(t.startswith(passage_line(p.text)) for t, p in zip(lines, passages, strict=False))
 
 
 def test_with_a_token_budget_the_model_reads_sentences_and_quotes_them(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
