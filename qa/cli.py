@@ -346,10 +346,11 @@ def _eval_retrieval(args: argparse.Namespace, pipeline: Any, questions: Sequence
     for q in questions:
         if not q.answerable:
             continue
-        passages, read = pipeline.found_and_read(q.question, normalise_history(q.history))
+        passages, read, reread = pipeline.found_and_read(q.question, normalise_history(q.history))
         article = next((n for n, p in enumerate(passages, 1) if p.source in q.articles), 0)
         rows.append(RetrievalRecord(q.id, answer_rank(q, passages), article, answer_rank(q, read) > 0,
-                                    sum(estimate_tokens(p.text) for p in read)))
+                                    sum(estimate_tokens(p.text) for p in read), answer_rank(q, reread) > 0,
+                                    sum(estimate_tokens(p.text) for p in reread)))
     figures = retrieval_figures(rows, pipeline.settings.top_k, pipeline.settings.narrow_k)
     print(json.dumps(figures, indent=2))
     if args.json:

@@ -390,6 +390,8 @@ class RetrievalRecord:
     article_rank: int  # rank of the first passage of a gold article (0: none)
     in_read: bool = False  # the gold answer is in what the model reads first (Pipeline.reading)
     read_tokens: int = 0  # the estimated tokens of what it reads first
+    in_reread: bool = False  # the gold answer is in what it reads after refusing that (Pipeline.rereading)
+    reread_tokens: int = 0  # the estimated tokens of that second reading
 
 
 def answer_rank(question: EvalQuestion, passages: Sequence[Passage]) -> int:
@@ -420,6 +422,8 @@ def retrieval_figures(records: Sequence[RetrievalRecord], k: int, first: int) ->
             "answer_in_k": _share(sum(r.rank > 0 for r in records), n),
             "answer_in_read": _share(sum(r.in_read for r in records), n),
             "median_read_tokens": statistics.median(r.read_tokens for r in records) if n else None,
+            "answer_in_reread": _share(sum(r.in_reread for r in records), n),
+            "median_reread_tokens": statistics.median(r.reread_tokens for r in records) if n else None,
             "article_in_k": _share(sum(r.article_rank > 0 for r in records), n),
             "mrr": round(sum(1 / r.rank for r in records if r.rank) / n, 4) if n else None,
             "ranks": dict(sorted(Counter(r.rank for r in records).items()))}

@@ -162,10 +162,16 @@ class Pipeline:
         """The passages a question is answered from."""
         return self._retrieve(question, history, articles, k, Period.of(since, until))[0].passages
 
-    def found_and_read(self, question: str, history: Sequence[Message] = ()) -> tuple[list[Passage], list[Passage]]:
-        """The passages a question finds, and what the model reads of them first (:meth:`reading`)."""
+    def found_and_read(self, question: str, history: Sequence[Message] = ()
+                       ) -> tuple[list[Passage], list[Passage], list[Passage]]:
+        """The passages a question finds, what the model reads of them first (:meth:`reading`), and
+        what it reads after a refusal of that (:meth:`rereading`; the first reading again when there
+        is no second)."""
         found, _, _, _, vector = self._retrieve(question, history, None)
-        return found.passages, self.reading(question, vector, found.passages)
+        first = self.reading(question, vector, found.passages)
+        if self.settings.read_tokens > 0 or not self.settings.check:
+            return found.passages, first, first
+        return found.passages, first, self.rereading(question, vector, found.passages, first)
 
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
                   k: int | None = None, period: Period | None = None

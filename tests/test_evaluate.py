@@ -186,6 +186,8 @@ def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
     assert 0.5 <= figures["answer_in_k"] <= 1.0 and figures["answer_in_first_2"] <= figures["answer_in_k"]
     assert sum(figures["ranks"].values()) == answerable
     assert figures["answer_in_read"] <= figures["answer_in_k"] and figures["median_read_tokens"] > 0
+    assert figures["answer_in_read"] <= figures["answer_in_reread"] <= figures["answer_in_k"]
+    assert figures["median_read_tokens"] < figures["median_reread_tokens"]
 
 
 def test_qa_eval_refuses_an_unknown_check_or_threshold(capsys: pytest.CaptureFixture[str]) -> None:
