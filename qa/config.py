@@ -167,9 +167,9 @@ class Settings:
     prompt: str = field(default_factory=_env_prompt)
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
-    # the model first reads only the best `narrow_k` passages, and all `top_k` only if it (or the check)
-    # refuses: a small model picks the wrong name out of six passages more often than out of two.
-    # (0: one reading of all of them.)
+    # the model first reads only the best `narrow_k` passages, and the others (see more_tokens) only if
+    # it (or a check) refuses: a small model picks the wrong name out of six passages more often than
+    # out of two. (0: one reading of all of them.)
     narrow_k: int = 2
     # the first reading's best passages are cut to their best whole sentences, about this many tokens
     # of them (qa.excerpt); 0: whole. On every answerable question of each SQuAD half, 270 keeps the

@@ -258,9 +258,10 @@ class Pipeline:
 
         The final text can differ from the streamed one: the citation check may
         move or drop markers, and an unsupported answer becomes a refusal. A refusal
-        from the best passages leads to a reading of all of them (unless the model's
-        own NOT FOUND was surer than ``Settings.sure_refusal``), whose reply is
-        streamed only if nothing of the first one was shown. ``since`` and ``until``
+        from the best passages leads to a second reading, with the best sentences of
+        the others (:meth:`rereading`; unless the model's own NOT FOUND was surer than
+        ``Settings.sure_refusal``), whose reply is streamed only if nothing of the
+        first one was shown. ``since`` and ``until``
         (dates or ``YYYY-MM-DD``) keep to articles dated in that period, leaving out
         the undated ones, which ``Answer.undated`` counts.
 

@@ -194,7 +194,7 @@ def _how_html(how: dict[str, Any]) -> str:
                      f"{int(tokens)} tokens at {rate:.1f} tokens/s.")
         if num("readings") >= 2:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
-                         "read all of them.")
+                         "read on, with the best sentences of the others.")
         if "checks_s" in how:
             support = how.get("support")
             judged = (f"; the support judge, shown only the quoted sentences, scored them {float(support):.2f} as "

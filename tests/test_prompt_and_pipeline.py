@@ -240,6 +240,36 @@ def test_an_answer_the_model_doubted_is_refused_by_doubt(fake_pipeline) -> None:
     assert answer.answered and "doubt_p" not in answer.timings
 
 
+def test_a_passage_left_out_of_the_second_reading_keeps_the_numbering_right(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    found, _, _, _, vector = pipeline._retrieve(TURNOUT, [], None)
+    passages = found.passages
+    first = pipeline.reading(TURNOUT, vector, passages)
+    for budget in range(10, 400, 5):  # a budget that leaves out a passage before one it keeps
+        pipeline.settings.more_tokens = budget
+        ids = [p.id for p in pipeline.rereading(TURNOUT, vector, passages, first)]
+        if ids != [p.id for p in passages[:len(ids)]]:
+            break
+    else:
+        raise AssertionError("no budget leaves a gap")
+    llm.replies = ["NOT FOUND", "NOT FOUND"]
+    _run(pipeline, TURNOUT)
+    second = _passage_lines(llm.calls[1])
+    assert len(second) == len(ids)
+    # the model cites a passage read after the gap, whose number in the reading is not its own
+    last = next(n for n, i in enumerate(ids, 1) if i != passages[n - 1].id)
+    position = [p.id for p in passages].index(ids[last - 1]) + 1
+    assert position > last
+    sentence = _read_text(second[last - 1]).split(" … ")[0].strip()
+    llm.calls, llm.replies = [], ["NOT FOUND", f"{sentence} [{last}]"]
+    streamed, answer = _run(pipeline, TURNOUT)
+    assert answer.answered, answer.reason
+    assert [c.number for c in answer.citations] == [position] and f"[{position}]" in answer.text
+    assert answer.citations[0].chunk_id == passages[position - 1].id
+    assert answer.citations[0].passage == passages[position - 1].text
+    assert streamed == answer.text, "not streamed while its numbers differed; given whole at the end"
+
+
 def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder", first_tokens=0, more_tokens=0)  # whole passages
     question = "How many votes did the MAS and the Citizen Community each get overall?"
@@ -332,14 +362,14 @@ def test_overlong_question_is_refused_before_the_model(fake_pipeline) -> None:  
 def test_the_first_reading_is_cut_to_whole_sentences_and_quoted_from_them(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     from qa.excerpt import estimate_tokens
 
-    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", first_tokens=60)
+    pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", first_tokens=120)
     passages = pipeline.retrieve(TURNOUT)
     streamed, answer = _run(pipeline, TURNOUT)
     (call,) = llm.calls
     read = [_read_text(line) for line in _passage_lines(call)]
-    assert 1 <= len(read) <= 2 and sum(estimate_tokens(t) + 1 for t in read[1:]) <= 60
+    assert 1 <= len(read) <= 2 and sum(estimate_tokens(t) + 1 for t in read) <= 120
     assert all(_whole_sentences(t, p.text) for t, p in zip(read, passages, strict=False)), "no sentence cut"
-    assert sum(map(len, read)) < sum(len(p.text) for p in passages[:2])
+    assert not read[0].startswith(passage_line(passages[0].text)), "the best passage itself was cut"
     (citation,) = answer.citations
     assert citation.quote in read[0], "the quote is a sentence the model read"
     whole = passages[0]

@@ -69,9 +69,9 @@ def test_sources_show_the_articles_date_and_the_answer_its_note() -> None:
 
 def test_a_second_reading_is_told_in_the_how_detail() -> None:
     timings = {"retrieval_s": 0.05, "first_token_s": 0.5, "total_s": 1.5, "tokens": 21.0}
-    assert "read all of them" not in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+    assert "read on" not in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
                                                           timings={**timings, "readings": 1.0}))
-    assert "read all of them" in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
+    assert "read on" in render_answer(Answer("Turnout was 88.4% [1].", True, [_citation()], "Q?",
                                                       timings={**timings, "readings": 2.0}))
 
 
