@@ -337,10 +337,17 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
 
 
 def _eval_retrieval(args: argparse.Namespace, pipeline: Any, questions: Sequence[Any]) -> int:
-    """Where retrieval puts a gold answer, for every answerable question (no model is loaded)."""
+    """Where retrieval puts a gold answer, for every answerable question (no model is loaded), with
+    the settings of ``--preset``."""
+    import dataclasses
+
+    from .config import PRESETS
     from .evaluate import RetrievalRecord, answer_rank, retrieval_figures
     from .excerpt import estimate_tokens
     from .pipeline import normalise_history
+
+    settings = dataclasses.replace(pipeline.settings, **PRESETS[args.preset])
+    pipeline = dataclasses.replace(pipeline, settings=settings)
 
     rows = []
     for q in questions:

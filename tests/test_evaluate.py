@@ -189,6 +189,15 @@ def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
     assert figures["answer_in_read"] <= figures["answer_in_reread"] <= figures["answer_in_k"]
     assert figures["median_read_tokens"] < figures["median_reread_tokens"]
 
+    # a preset's settings hold: "passages" reads whole passages, the best 2 and then all of them
+    result = subprocess.run([sys.executable, "-m", "qa", "eval", str(EVALSET), "--limit", "12", "--articles",
+                             str(ROOT / "seeds"), "--retrieval-only", "--preset", "passages", "--json", str(out)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    whole = json.loads(out.read_text())["retrieval"]
+    assert whole["median_read_tokens"] > figures["median_read_tokens"]
+    assert whole["answer_in_reread"] == whole["answer_in_k"]
+
 
 def test_qa_eval_refuses_an_unknown_check_or_threshold(capsys: pytest.CaptureFixture[str]) -> None:
     from qa.cli import main
