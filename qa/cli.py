@@ -377,7 +377,7 @@ def _judge(args: argparse.Namespace) -> int:
     threshold = settings.judge_threshold if args.threshold is None else args.threshold
     scores = []
     for c in cases:
-        score = judge.score(c.question, c.answer, c.quotes)
+        score = judge.score(c.question, c.quotes)
         scores.append(score)
         mark = "ok " if (score is None or score >= threshold) == c.supported else "BAD"
         shown = "—" if score is None else f"{score:.3f}"

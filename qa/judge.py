@@ -1,4 +1,4 @@
-"""The support judge: do the quoted sentences state this answer to this question? A score, not a vote.
+"""The support judge: do the quoted sentences answer this question? A score, not a vote.
 
 The lexical checks (:mod:`qa.citations`, :mod:`qa.checks`) ask whether an answer's words are in
 the passage it cites. They pass an answer whose words are all there while what the sentence says
@@ -6,12 +6,15 @@ is not what was asked: a negation ("could not" for "could"), the same words in a
 (paid *for* something, not paid *to give it up*), another person, place or time than the one
 asked about, or a detail the sentence does not give, answered from the detail beside it.
 
-The judge shows the model the question, the answer and the quoted sentences, in a conversation
-of its own (a fixed system prompt and a few invented worked cases, one of each kind, then the case
-at hand), and reads how likely its next word is "yes" rather than "no": the softmax of the two
-words' logits at the last position. That needs one forward pass over the short case and no
-sampling; the fixed start stays in the judge's own llama.cpp context, so only the case is
-evaluated. The answer stands when the score reaches ``Settings.judge_threshold``.
+The judge shows the model the quoted sentences and the question, in a conversation of its own (a
+fixed system prompt and a few invented worked cases, of each kind and of answers in other words,
+then the case at hand), and reads how likely its next word is "yes" rather than "no": the softmax
+of the two words' logits at the last position. It is not shown the answer: the lexical checks
+hold the answer to the quotes' words, and the judge holds the quotes to the question, which a
+small model judges better than a proposed answer it tends to agree with (docs/quality.md). That
+needs one forward pass over the short case and no sampling; the fixed start stays in the judge's
+own llama.cpp context, so only the case is evaluated. The answer stands when the score reaches
+``Settings.judge_threshold``.
 
 Backends give the score as they can (:class:`Scorer`): llama.cpp in-process reads the logits
 directly (:meth:`qa.llm.LlamaCppLLM.yes_probability`); a server is asked for the first token's
@@ -34,61 +37,72 @@ from .checks import Check, Draft, failed
 from .errors import QAError
 from .guard import defuse
 from .llm import LLM, Message
-from .prompt import passage_line, strip_markers
+from .prompt import passage_line
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = (
-    "You check answers against their sources. You get sentences from an article, a question and an answer. "
-    "Reply yes if the sentences state that this is the answer to this question, in these or other words. "
+    "You check whether sentences from an article answer a question. "
+    "Reply yes if the sentences state the answer to this exact question, in these or other words. "
     "Reply no if they do not: if they say the opposite, link the same words in another way, speak of "
     "another person, thing, place or time than the question asks about, or do not give the detail asked for. "
     "Use only the sentences, never what you know. Reply with one word: yes or no."
 )
 
-# Invented worked cases, one of each kind the judge must tell apart; they follow the system prompt
-# unchanged, so they are evaluated once per process.
-EXAMPLES: list[tuple[str, str, str, str]] = [
+# Invented worked cases (sentences, question, verdict), of each kind the judge must tell apart and
+# of answers in other words; they follow the system prompt unchanged, so they are evaluated once
+# per process.
+EXAMPLES: list[tuple[str, str, str]] = [
     ("The ferry has carried passengers between the two islands since 1962.",
-     "Since when has the ferry been running?", "Since 1962.", "yes"),
+     "Since when has the ferry been running?", "yes"),
     ("The council could not agree on a new timetable for the buses.",
-     "What did the council agree on?", "A new timetable for the buses.", "no"),
+     "What did the council agree on?", "no"),
     ("The bakery paid the town 4,000 euros for the right to use the old mill.",
-     "How much did the town pay the bakery for the old mill?", "4,000 euros.", "no"),
+     "How much did the town pay the bakery for the old mill?", "no"),
     ("In 1910 the mill in Ashford employed 300 workers.",
-     "How many workers did the mill employ in 1950?", "300 workers.", "no"),
+     "How many workers did the mill employ in 1950?", "no"),
     ("The chess club meets every Tuesday in the library.",
-     "At what time does the chess club meet?", "Every Tuesday.", "no"),
+     "At what time does the chess club meet?", "no"),
     ("Repairs to the lighthouse took a year and a half and were finished in spring.",
-     "How many months did the lighthouse repairs take?", "18 months.", "yes"),
+     "How many months did the lighthouse repairs take?", "yes"),
     ("The orchestra's new conductor, Mira Holt, was born in Oslo.",
-     "Where was the orchestra's old conductor born?", "Oslo.", "no"),
+     "Where was the orchestra's old conductor born?", "no"),
+    ("The new bridge over the river opened to traffic in March 2004 after six years of work.",
+     "When did the bridge open to traffic?", "yes"),
+    ("Most of the farm's apples are sold at the Saturday market in Lindholm.",
+     "Where does the farm sell most of its apples?", "yes"),
+    ("The festival was moved indoors because of the storm warning.",
+     "Why was the festival cancelled?", "no"),
+    ("Tickets for the concert cost 12 pounds for adults.",
+     "How much did a child's ticket for the concert cost?", "no"),
+    ("The school's choir came second at the regional contest, behind a choir from the coast.",
+     "Which place did the school's choir take at the regional contest?", "yes"),
+    ("The museum was founded by a retired sailor who gave the city his collection of maps.",
+     "Who founded the museum?", "yes"),
 ]
 
 
-def case(question: str, answer: str, quotes: Iterable[str], earlier: str = "") -> str:
-    """One case for the judge, as the user's turn: the question first, then the answer, then the quotes.
+def case(question: str, quotes: Iterable[str], earlier: str = "") -> str:
+    """One case for the judge, as the user's turn: the quoted sentences, then the question.
 
-    >>> print(case("Where does the club meet?", "In the library [1].", ["The club meets in the library."]))
-    Question: Where does the club meet?
-    Proposed answer: In the library.
+    >>> print(case("Where does the club meet?", ["The club meets in the library."]))
     Sentences: The club meets in the library.
-    Do the sentences state the proposed answer to this exact question?
+    Question: Where does the club meet?
+    Do the sentences answer this exact question?
     """
     text = " ".join(passage_line(q) for q in quotes)
     context = f"Earlier question: {passage_line(earlier)}\n" if earlier.strip() else ""
-    return (f"{context}Question: {defuse(' '.join(question.split()))}\n"
-            f"Proposed answer: {passage_line(strip_markers(answer))}\nSentences: {text}\n"
-            "Do the sentences state the proposed answer to this exact question?")
+    return (f"Sentences: {text}\n{context}Question: {defuse(' '.join(question.split()))}\n"
+            "Do the sentences answer this exact question?")
 
 
-def judge_messages(question: str, answer: str, quotes: Iterable[str], earlier: str = "") -> list[Message]:
+def judge_messages(question: str, quotes: Iterable[str], earlier: str = "") -> list[Message]:
     """The judge's conversation: system prompt, the worked cases, then this case."""
     messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}]
-    for sentences, asked, given, verdict in EXAMPLES:
-        messages += [{"role": "user", "content": case(asked, given, [sentences])},
+    for sentences, asked, verdict in EXAMPLES:
+        messages += [{"role": "user", "content": case(asked, [sentences])},
                      {"role": "assistant", "content": verdict}]
-    messages.append({"role": "user", "content": case(question, answer, quotes, earlier)})
+    messages.append({"role": "user", "content": case(question, quotes, earlier)})
     return messages
 
 
@@ -117,9 +131,9 @@ class SupportJudge:
         self.llm = llm
         self._said_sampled = False
 
-    def score(self, question: str, answer: str, quotes: Sequence[str], earlier: str = "") -> float | None:
-        """P(the quotes state this answer to the question), or ``None`` when it cannot be judged."""
-        messages = judge_messages(question, answer, quotes, earlier)
+    def score(self, question: str, quotes: Sequence[str], earlier: str = "") -> float | None:
+        """P(the quotes state the answer to the question), or ``None`` when it cannot be judged."""
+        messages = judge_messages(question, quotes, earlier)
         try:
             if isinstance(self.llm, Scorer):
                 score = self.llm.yes_probability(messages)
@@ -139,9 +153,9 @@ class SupportJudge:
     def check(self, threshold: float) -> Check:
         """The ``judge`` check at ``threshold``."""
         def run(draft: Draft) -> Verdict:
-            score = self.score(draft.question, draft.text, [c.quote for c in draft.citations], draft.earlier)
+            score = self.score(draft.question, [c.quote for c in draft.citations], draft.earlier)
             if score is not None and score < threshold:
-                return failed("judge", f"the quoted sentences do not state this answer to the question "
+                return failed("judge", f"the quoted sentences do not answer the question "
                                        f"(support {score:.2f} < {threshold:.2f})", score)
             return Verdict("judge", True, "" if score is not None else "the judge could not score it", score)
         return Check("judge", run)
