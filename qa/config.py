@@ -194,8 +194,9 @@ class Settings:
     # 0.8 keeps a margin above them (docs/performance.md, "Sure refusals").
     sure_refusal: float = 0.8
     # the support judge (qa.judge) refuses an answer whose quotes it scores below this; chosen on the
-    # tuning collections (the SQuAD tuning half and Bolivia): the highest multiple of 0.05 that keeps
-    # false refusals within 0.08 on both (docs/quality.md, "The judge's threshold, on both tuning collections")
+    # tuning collections (the SQuAD tuning half and the seed articles' own questions): the highest
+    # multiple of 0.05 that keeps false refusals within 0.08 on both (docs/quality.md, "The judge's
+    # threshold, on both tuning collections")
     judge_threshold: float = 0.10
     # an answer is refused when the answering model gave NOT FOUND at least this probability as its
     # reply's first token (the "doubt" check); 1 refuses nothing (qa eval still records it). Off: on

@@ -102,7 +102,7 @@ def test_the_judge_runs_on_its_own_model_when_given_one(fake_pipeline) -> None: 
     pipeline, llm = fake_pipeline("placeholder")
     llm.replies = [f"Turnout reached 88.4 percent [{_turnout(pipeline)}]."]
     checker = FakeLLM()
-    checker.scores = [0.1]
+    checker.scores = [0.02]
     pipeline = dataclasses.replace(pipeline, checker=checker)
     _, answer = run_stream(pipeline, TURNOUT)
     assert not answer.answered and len(checker.judged) == 1 and not llm.judged and not checker.calls
