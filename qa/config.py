@@ -167,15 +167,20 @@ class Settings:
     prompt: str = field(default_factory=_env_prompt)
     check: bool = True  # check citations against their passages
     rewrite: bool = True  # have the model rewrite a follow-up into a standalone question before retrieval
-    # the model first reads only the best `narrow_k` passages, and the others (see more_tokens) only if
-    # it (or a check) refuses: a small model picks the wrong name out of six passages more often than
-    # out of two. (0: one reading of all of them.)
+    # the model reads only the best `narrow_k` passages (and the others only with read_on): a small
+    # model picks the wrong name out of six passages more often than out of two. (0: one reading of
+    # all of them.)
     narrow_k: int = 2
     # the first reading's best passages are cut to their best whole sentences, about this many tokens
     # of them (qa.excerpt); 0: whole. On every answerable question of each SQuAD half, 270 keeps the
     # answer in what is read for all but 0.4-0.7 points of questions, for a fifth fewer tokens
     # (docs/performance.md, "Fewer tokens per reading")
     first_tokens: int = 270
+    # after the first reading is refused (by the model or a check other than the judge), read it again
+    # with the other passages found and answer once more. Off: on the tuning collections second
+    # readings found 1 right answer in 34 and answered 6 unanswerable questions, each costing about
+    # a first reading's time again (docs/quality.md, "No second reading")
+    read_on: bool = False
     # a second reading is the first again (llama.cpp still holds its tokens, so they are not evaluated
     # again) and the best sentences of the other passages, about this many tokens of them; 0: the
     # other passages whole
@@ -187,11 +192,11 @@ class Settings:
     sentence_order: bool = True
     # the checks switched off (names from qa.checks.SWITCHABLE)
     without: frozenset[str] = field(default_factory=lambda: _env_checks("QA_WITHOUT"))
-    # after the first reading the model refused, the rest of the passages are read only if its refusal
-    # was at most this likely (its first token's probability); 1 always reads them. In-process
-    # llama.cpp only: a server's refusal is always followed by the second reading. On the tuning
-    # collections, second readings found a right answer after refusals at 0.36, 0.39 and 0.70, and
-    # 0.8 keeps a margin above them (docs/performance.md, "Sure refusals").
+    # with read_on, after the first reading the model refused, the rest of the passages are read only
+    # if its refusal was at most this likely (its first token's probability); 1 always reads them.
+    # In-process llama.cpp only: a server's refusal is always followed by the second reading. On the
+    # tuning collections (whole passages), second readings found a right answer after refusals at
+    # 0.36, 0.39 and 0.70, and 0.8 keeps a margin above them (docs/performance.md, "Sure refusals").
     sure_refusal: float = 0.8
     # the support judge (qa.judge) refuses an answer whose quotes it scores below this; chosen on the
     # tuning collections (the SQuAD tuning half and the seed articles' own questions): the highest
@@ -256,6 +261,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "grounded": {"prompt": "grounded"},
     "json": {"prompt": "json"},
     "wide": {"narrow_k": 0},
+    "read-on": {"read_on": True},
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
     "passages": {"read_tokens": 0, "first_tokens": 0, "more_tokens": 0},

@@ -23,10 +23,10 @@
         │ "polar", "time", then "judge" (qa.judge): the model's probability that
         │ the quoted sentences state this answer to the question, against a threshold
         ▼
-    refused, but not by the judge? the model reads on: the same passages (still cached), then the
-        │ best sentences of the other 4, and that reply is checked the same way (an answer the judge
-        │ found its quotes do not state is not asked again, nor a NOT FOUND the model was surer of
-        │ than Settings.sure_refusal)
+    refused, but not by the judge, and Settings.read_on? the model reads on: the same passages (still
+        │ cached), then the best sentences of the other 4, and that reply is checked the same way (an
+        │ answer the judge found its quotes do not state is not asked again, nor a NOT FOUND the model
+        │ was surer of than Settings.sure_refusal); by default a refusal ends there
         ▼
     Answer(text, answered, citations, refused_by, reason, checks, undated), its timings stage by stage
 
@@ -169,7 +169,7 @@ class Pipeline:
         is no second)."""
         found, _, _, _, vector = self._retrieve(question, history, None)
         first = self.reading(question, vector, found.passages)
-        if self.settings.read_tokens > 0 or not self.settings.check:
+        if self.settings.read_tokens > 0 or not self.settings.check or not self.settings.read_on:
             return found.passages, first, first
         return found.passages, first, self.rereading(question, vector, found.passages, first)
 
@@ -257,11 +257,11 @@ class Pipeline:
         final :class:`Answer`.
 
         The final text can differ from the streamed one: the citation check may
-        move or drop markers, and an unsupported answer becomes a refusal. A refusal
-        from the best passages leads to a second reading, with the best sentences of
-        the others (:meth:`rereading`; unless the model's own NOT FOUND was surer than
-        ``Settings.sure_refusal``), whose reply is streamed only if nothing of the
-        first one was shown. ``since`` and ``until``
+        move or drop markers, and an unsupported answer becomes a refusal. With
+        ``Settings.read_on``, a refusal from the best passages leads to a second
+        reading, with the best sentences of the others (:meth:`rereading`; unless the
+        model's own NOT FOUND was surer than ``Settings.sure_refusal``), whose reply is
+        streamed only if nothing of the first one was shown. ``since`` and ``until``
         (dates or ``YYYY-MM-DD``) keep to articles dated in that period, leaving out
         the undated ones, which ``Answer.undated`` counts.
 
@@ -326,7 +326,7 @@ class Pipeline:
                 timings["second_reading_s"] = sum(timings[key] for key in ("prompt_s", "generate_s", "checks_s")) \
                     - before
             if answer.answered or answer.refused_by in ("judge", "doubt") or not self.settings.check \
-                    or excerpted or readings > 1:
+                    or not self.settings.read_on or excerpted or readings > 1:
                 break
             further = self.rereading(asked, vector, passages, reading)  # no answer from the best: read on
             if len(further) == len(reading) or (answer.refused_by == "model"

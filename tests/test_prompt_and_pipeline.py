@@ -146,10 +146,24 @@ def _whole_sentences(read: str, passage: str) -> bool:
     return True
 
 
+def test_a_refusal_from_the_best_passages_ends_there_by_default(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder")
+    passages = pipeline.retrieve(TURNOUT)
+    n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
+    for first in ("NOT FOUND", "Turnout was 61.2 percent [1]."):  # refused by the model, and by a check
+        llm.calls, llm.replies = [], [first, f"The rate of extreme poverty was dramatically reduced [{n}]."]
+        _, answer = _run(pipeline, TURNOUT)
+        assert [len(_passage_lines(c)) for c in llm.calls] == [2] and answer.timings["readings"] == 1
+        assert not answer.answered and answer.refused_by in ("model", "citations")
+        assert "second_reading_s" not in answer.timings
+    found, read, reread = pipeline.found_and_read(TURNOUT)
+    assert len(read) == 2 and reread == read, "no second reading to measure"
+
+
 def test_a_refusal_from_the_best_passages_reads_on(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     from qa.excerpt import estimate_tokens
 
-    pipeline, llm = fake_pipeline("placeholder")
+    pipeline, llm = fake_pipeline("placeholder", read_on=True)
     passages = pipeline.retrieve(TURNOUT)
     n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
     assert n > 2
@@ -180,7 +194,7 @@ def test_a_refusal_from_the_best_passages_reads_on(fake_pipeline) -> None:  # ty
 
 
 def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("NOT FOUND", "Turnout was 88.4 percent [3].", sure_refusal=0.9)
+    pipeline, llm = fake_pipeline("NOT FOUND", "Turnout was 88.4 percent [3].", sure_refusal=0.9, read_on=True)
     opened: list[tuple[list[dict[str, str]], tuple[str, ...]]] = []
     surety = [0.95]
 
@@ -201,7 +215,7 @@ def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None: 
     assert [len(_passage_lines(c)) for c in llm.calls[1:]] == [2, 6] and answer.timings["refusal_p"] == 0.6
     assert answer.timings["readings"] == 2
 
-    pipeline, llm = fake_pipeline("NOT FOUND")  # a backend that cannot say: the rest is read, as before
+    pipeline, llm = fake_pipeline("NOT FOUND", read_on=True)  # a backend that cannot say: the rest is read
     _, answer = _run(pipeline, TURNOUT)
     assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and "refusal_p" not in answer.timings
 
@@ -241,7 +255,7 @@ def test_an_answer_the_model_doubted_is_refused_by_doubt(fake_pipeline) -> None:
 
 
 def test_a_passage_left_out_of_the_second_reading_keeps_the_numbering_right(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder")
+    pipeline, llm = fake_pipeline("placeholder", read_on=True)
     found, _, _, _, vector = pipeline._retrieve(TURNOUT, [], None)
     passages = found.passages
     first = pipeline.reading(TURNOUT, vector, passages)
@@ -278,7 +292,7 @@ def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off
     shares = f"The MAS got over 55 percent of the votes [{share}]."
     llm.replies = [shares, shares]
     _, answer = _run(pipeline, question)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6], "refused from two passages: all of them read"
+    assert [len(_passage_lines(c)) for c in llm.calls] == [2], "refused from the two best passages"
     assert not answer.answered and answer.refused_by == "kind" and "percentage" in answer.reason
     assert answer.draft and [v.check for v in answer.checks] == ["kind"]
     assert answer.to_dict()["refused_by"] == "kind"
@@ -306,7 +320,7 @@ def test_a_bare_marker_becomes_the_cited_sentence(fake_pipeline) -> None:  # typ
 
 
 def test_a_follow_up_is_rewritten_into_a_standalone_question(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("How many seats did the MAS win in the Senate?", "NOT FOUND")
+    pipeline, llm = fake_pipeline("How many seats did the MAS win in the Senate?", "NOT FOUND", read_on=True)
     history = [("How many seats did the MAS win in the lower house?", "73 of 130 [1].")]
     answer = pipeline.ask("And in the Senate?", history)
     rewrite, narrow, prompt = llm.calls  # the refusal from the best passages leads to a reading of all
@@ -430,7 +444,7 @@ def test_a_refusal_before_the_model_still_tells_what_was_found(fake_pipeline) ->
 
 
 def test_the_timings_break_the_time_into_stages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder")
+    pipeline, llm = fake_pipeline("placeholder", read_on=True)
     passages = pipeline.retrieve(TURNOUT)
     n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
     llm.replies = ["NOT FOUND", f"The rate of extreme poverty was dramatically reduced [{n}]."]
