@@ -82,7 +82,7 @@ def test_a_json_reply_streams_its_answer_and_is_checked(json_pipeline) -> None: 
 
 
 def test_json_replies_read_the_best_passages_first_too(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder", prompt="json")
+    pipeline, llm = fake_pipeline("placeholder", prompt="json", read_on=True)
     question = "What participation rate did the massive voter turnout of registered Bolivians reach?"
     n = next(i for i, p in enumerate(pipeline.retrieve(question), 1) if "extreme poverty" in p.text)
     poverty = json.dumps({"found": True, "answer": "The rate of extreme poverty was dramatically reduced.",
