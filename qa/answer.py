@@ -70,9 +70,9 @@ class Retrieved:
 
     ``passages`` are all those found, in the order the answer's ``[n]`` markers number them, and
     ``sentences[i]`` is passage i's sentence closest to the question. The model reads the first
-    ``reading`` of them, cut to their best sentences (and then the best sentences of the others too
-    if those give no checked answer; none when the search alone shows that the articles cannot
-    answer). ``query`` is what was searched for: the question, or
+    ``reading`` of them, cut to their best sentences (with ``Settings.read_on``, then the best
+    sentences of the others too if those give no checked answer; none when the search alone shows
+    that the articles cannot answer). ``query`` is what was searched for: the question, or
     for a follow-up the question the model rewrote to stand alone.
     """
 

@@ -936,7 +936,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
         settings.top_k = options.top_k or settings.top_k
         # One model call per question (all passages at once, no check by the model): the bench sets
         # the pipeline's time around one model call against that call made straight to llama.cpp.
-        # A second reading, or the support judge, would otherwise count as overhead.
+        # A second reading (with read_on), or the support judge, would otherwise count as overhead.
         settings.narrow_k = 0
         settings.without = frozenset({"judge"})
         embedder = build_embedder(settings)
@@ -986,7 +986,7 @@ def run(options: Options, log: Log = lambda line: None) -> dict[str, Any]:
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it is met."""
+    """The targets, each with the measured value and whether it is met."""
     s = report["answers"]["summary"]
     ingest, retrieval = report["ingest"], report["retrieval"]
     rows = [

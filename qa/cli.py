@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--judge-threshold", type=float, metavar="T",
                     help="the support judge's threshold (0 refuses nothing, to draw the threshold curve)")
     ev.add_argument("--sure-refusal", type=float, metavar="P",
-                    help="stop after a first reading the model refused more surely than P (1 reads on)")
+                    help="with --preset read-on: stop after a first reading the model refused more surely "
+                         "than P (1 reads on)")
     ev.add_argument("--doubt", type=float, metavar="P",
                     help="refuse an answer whose reply the model would have begun with NOT FOUND at P or more "
                          "(1 records it and refuses nothing)")

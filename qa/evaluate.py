@@ -390,8 +390,10 @@ class RetrievalRecord:
     article_rank: int  # rank of the first passage of a gold article (0: none)
     in_read: bool = False  # the gold answer is in what the model reads first (Pipeline.reading)
     read_tokens: int = 0  # the estimated tokens of what it reads first
-    in_reread: bool = False  # the gold answer is in what it reads after refusing that (Pipeline.rereading)
-    reread_tokens: int = 0  # the estimated tokens of that second reading
+    # the gold answer is in what it reads after refusing that (Pipeline.rereading, with read_on; else
+    # the first reading again), and that reading's estimated tokens
+    in_reread: bool = False
+    reread_tokens: int = 0
 
 
 def answer_rank(question: EvalQuestion, passages: Sequence[Passage]) -> int:

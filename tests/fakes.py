@@ -38,8 +38,9 @@ class FakeEmbedder:
 class FakeLLM:
     """Replays queued replies, in small pieces, and records the prompts it got.
 
-    The last reply is repeated once the others are used: the pipeline may ask twice (the best
-    passages first, then more), and a test that queues one reply means it for both.
+    The last reply is repeated once the others are used: the pipeline may ask twice (with
+    ``read_on``: the best passages first, then more), and a test that queues one reply means it
+    for both.
     """
 
     def __init__(self, *replies: str) -> None:

@@ -76,7 +76,7 @@ def test_a_judge_that_cannot_score_leaves_the_answer(caplog: pytest.LogCaptureFi
 
 
 def test_only_a_score_below_the_threshold_refuses_and_the_refusal_is_final(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
-    pipeline, llm = fake_pipeline("placeholder", judge_threshold=0.5)
+    pipeline, llm = fake_pipeline("placeholder", judge_threshold=0.5, read_on=True)
     answer_text = f"Turnout reached 88.4 percent [{_turnout(pipeline)}]."
     for score, answered in ((0.9, True), (0.5, True), (0.49, False), (0.0, False)):
         llm.replies, llm.scores = [answer_text], [score]
