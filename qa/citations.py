@@ -353,20 +353,32 @@ def cited_claims(text: str, n_passages: int) -> tuple[str, dict[int, list[str]]]
     return text, claims
 
 
-def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2) -> tuple[str, int, int]:
+def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2,
+               question: str = "") -> tuple[str, int, int]:
     """The passage sentence(s) that best support ``claims``, with article offsets.
 
+    Among sentences that support the claims equally, the one that shares most with ``question``
+    wins: a short answer ("Tours") is quoted from the sentence that speaks of what was asked.
     Returns (quote, start, end); ``start``/``end`` index the article text.
+
+    >>> from qa.store import Passage
+    >>> p = Passage("x", "Ana left Tours in May. The old gate stood in Tours.", "a", "T", "a.txt", 0, 51)
+    >>> best_quote(p, ["Tours"], question="Where did the old gate stand?")[0]
+    'The old gate stood in Tours.'
     """
     spans = sentence_spans(passage.text)
     if not spans:
         return passage.text, passage.start, passage.end
     claim = " ".join(claims)
     words, numbers = key_terms(claim)
+    asked = set().union(*key_terms(question)) if question else set()
 
     def gain(span: tuple[int, int], covered: set[str]) -> float:
         s_words, s_numbers = key_terms(passage.text[span[0]:span[1]])
         return len((words & s_words) - covered) + 3 * len((numbers & s_numbers) - covered)
+
+    def topical(span: tuple[int, int]) -> int:
+        return len(asked & set().union(*key_terms(passage.text[span[0]:span[1]])))
 
     chosen: list[tuple[int, int]] = []
     covered: set[str] = set()
@@ -374,7 +386,7 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2) 
         candidates = [s for s in spans if s not in chosen]
         if not candidates:
             break
-        top = max(candidates, key=lambda s: gain(s, covered))
+        top = max(candidates, key=lambda s: (gain(s, covered), topical(s)))
         if gain(top, covered) <= 0 and chosen:
             break
         chosen.append(top)
@@ -385,12 +397,13 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2) 
     return passage.text[start:end], passage.start + start, passage.start + end
 
 
-def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage]) -> list[Citation]:
-    """One :class:`Citation` per cited passage number, in number order."""
+def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage],
+                   question: str = "") -> list[Citation]:
+    """One :class:`Citation` per cited passage number, in number order (quotes: :func:`best_quote`)."""
     out = []
     for number in sorted(claims):
         passage = passages[number - 1]
-        quote, start, end = best_quote(passage, claims[number])
+        quote, start, end = best_quote(passage, claims[number], question=question)
         out.append(Citation(number=number, article=passage.title, source=passage.source, chunk_id=passage.id,
                             quote=quote, outlet=passage.outlet, quote_start=start, quote_end=end,
                             passage=passage.text, date=passage.date))

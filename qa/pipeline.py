@@ -520,7 +520,7 @@ class Pipeline:
             text, claims = f"{' '.join(quote.split())} [{number}]", {number: [quote]}
         if checking and not claims and "citations" not in off:
             return refusal(failed("citations", REFUSERS["citations"]), draft=raw)
-        citations = make_citations(claims, passages)
+        citations = make_citations(claims, passages, question)
         if not checking:
             return Answer(text, True, citations, question, query, list(passages))
         draft = Draft(question, query, text, citations, passages, retrieved,
