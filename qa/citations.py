@@ -358,13 +358,13 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2,
     """The passage sentence(s) that best support ``claims``, with article offsets.
 
     Among sentences that support the claims equally, the one that shares most with ``question``
-    wins: a short answer ("Tours") is quoted from the sentence that speaks of what was asked.
+    wins: a short answer ("Corvale") is quoted from the sentence that speaks of what was asked.
     Returns (quote, start, end); ``start``/``end`` index the article text.
 
     >>> from qa.store import Passage
-    >>> p = Passage("x", "Ana left Tours in May. The old gate stood in Tours.", "a", "T", "a.txt", 0, 51)
-    >>> best_quote(p, ["Tours"], question="Where did the old gate stand?")[0]
-    'The old gate stood in Tours.'
+    >>> p = Passage("x", "Ana left Corvale in May. The old mill stood in Corvale.", "a", "T", "a.txt", 0, 55)
+    >>> best_quote(p, ["Corvale"], question="Where did the old mill stand?")[0]
+    'The old mill stood in Corvale.'
     """
     spans = sentence_spans(passage.text)
     if not spans:
@@ -399,7 +399,10 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2,
 
 def make_citations(claims: dict[int, list[str]], passages: Sequence[Passage],
                    question: str = "") -> list[Citation]:
-    """One :class:`Citation` per cited passage number, in number order (quotes: :func:`best_quote`)."""
+    """One :class:`Citation` per cited passage number, in number order.
+
+    Quotes are :func:`best_quote`'s, ties broken by ``question``.
+    """
     out = []
     for number in sorted(claims):
         passage = passages[number - 1]
