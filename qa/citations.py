@@ -141,6 +141,20 @@ def key_terms(text: str) -> tuple[set[str], set[str]]:
     return {stem(w) for w in words if len(w) > 2 and w not in STOP_WORDS}, numbers
 
 
+def term_share(question: str, sentence: str) -> float:
+    """The share of the question's key terms (stemmed words, numbers) that ``sentence`` uses.
+
+    >>> term_share("When did the ferry leave the harbour?", "The ferry left the harbour at noon.")
+    0.6666666666666666
+    """
+    words, numbers = key_terms(question)
+    asked = words | numbers
+    if not asked:
+        return 0.0
+    s_words, s_numbers = key_terms(sentence)
+    return len(asked & (s_words | s_numbers)) / len(asked)
+
+
 def _coverage(words: set[str], numbers: set[str], p_words: set[str], p_numbers: set[str],
               required: set[str]) -> float:
     total = len(words) + len(numbers)
@@ -369,16 +383,13 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2,
     spans = sentence_spans(passage.text)
     if not spans:
         return passage.text, passage.start, passage.end
-    claim = " ".join(claims)
-    words, numbers = key_terms(claim)
-    asked = set().union(*key_terms(question)) if question else set()
+    words, numbers = key_terms(" ".join(claims))
+    terms = {s: key_terms(passage.text[s[0]:s[1]]) for s in spans}
+    topical = {s: term_share(question, passage.text[s[0]:s[1]]) for s in spans}
 
     def gain(span: tuple[int, int], covered: set[str]) -> float:
-        s_words, s_numbers = key_terms(passage.text[span[0]:span[1]])
+        s_words, s_numbers = terms[span]
         return len((words & s_words) - covered) + 3 * len((numbers & s_numbers) - covered)
-
-    def topical(span: tuple[int, int]) -> int:
-        return len(asked & set().union(*key_terms(passage.text[span[0]:span[1]])))
 
     chosen: list[tuple[int, int]] = []
     covered: set[str] = set()
@@ -386,11 +397,11 @@ def best_quote(passage: Passage, claims: Sequence[str], max_sentences: int = 2,
         candidates = [s for s in spans if s not in chosen]
         if not candidates:
             break
-        top = max(candidates, key=lambda s: (gain(s, covered), topical(s)))
+        top = max(candidates, key=lambda s: (gain(s, covered), topical[s]))
         if gain(top, covered) <= 0 and chosen:
             break
         chosen.append(top)
-        s_words, s_numbers = key_terms(passage.text[top[0]:top[1]])
+        s_words, s_numbers = terms[top]
         covered |= (words & s_words) | (numbers & s_numbers)
     start = min(s[0] for s in chosen)
     end = max(s[1] for s in chosen)

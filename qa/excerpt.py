@@ -21,26 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .answer import Citation
-from .citations import key_terms
+from .citations import term_share
 from .store import Passage
 from .text import Span, sentence_spans
 
 GAP = " … "  # between sentences that are not side by side in the passage
 TERM_WEIGHT = 0.5  # what naming every key term of the question adds to a sentence's likeness
-
-
-def term_share(question: str, sentence: str) -> float:
-    """The share of the question's key terms (stemmed words, numbers) that ``sentence`` uses.
-
-    >>> term_share("When did the ferry leave the harbour?", "The ferry left the harbour at noon.")
-    0.6666666666666666
-    """
-    words, numbers = key_terms(question)
-    asked = words | numbers
-    if not asked:
-        return 0.0
-    s_words, s_numbers = key_terms(sentence)
-    return len(asked & (s_words | s_numbers)) / len(asked)
 
 
 def sentence_scores(question: str, passages: Sequence[Passage], likeness: Sequence[Sequence[float]]
