@@ -61,7 +61,9 @@ STAGES = {
 # The other keys: ``retrieval_s``, ``first_token_s`` and ``total_s`` are the seconds from the question
 # to the passages found, to the first text shown, and to the answer; ``second_reading_s`` the part of
 # prompt evaluation, generation and checks spent on a second reading (absent without one);
-# ``readings`` and ``tokens`` are counts.
+# ``audit_s`` the seconds ``qa eval`` spent on measures no one waits for (``Settings.audit``: the
+# checks after the one that refused, the model's doubt while it refuses nothing), which
+# ``first_token_s`` and ``total_s`` leave out; ``readings`` and ``tokens`` are counts.
 
 
 @dataclass(frozen=True)

@@ -344,8 +344,9 @@ class Pipeline:
         answer.passages = list(passages)
         answer.question = question
         answer.undated = undated
-        timings.setdefault("first_token_s", time.perf_counter() - started)
-        timings["total_s"] = time.perf_counter() - started
+        elapsed = time.perf_counter() - started - timings.get("audit_s", 0.0)
+        timings.setdefault("first_token_s", elapsed)
+        timings["total_s"] = elapsed
         timings["tokens"] = float(tokens)
         answer.timings = timings
         if held:
@@ -383,7 +384,8 @@ class Pipeline:
         if not self.settings.check or self.settings.prompt == "json" or "doubt" in self.settings.without \
                 or (self.settings.doubt >= 1 and not self.settings.audit):
             return answer
-        p = self._not_found_p(messages, timings, "how likely the model found a refusal", "the answer stands")
+        p = self._not_found_p(messages, timings, "how likely the model found a refusal", "the answer stands",
+                              into="audit_s" if self.settings.doubt >= 1 else "checks_s")
         if p is None:
             return answer
         timings["doubt_p"] = p
@@ -396,11 +398,11 @@ class Pipeline:
                       reason=verdict.reason, checks=[*answer.checks, verdict], draft=answer.text)
 
     def _not_found_p(self, messages: list[Message], timings: dict[str, float], what: str,
-                     otherwise: str) -> float | None:
+                     otherwise: str, into: str = "checks_s") -> float | None:
         """The probability the answering model gives NOT FOUND as its reply to ``messages``, or None.
 
         One token read from the model's cache (``opening_probability``), timed into
-        ``timings["checks_s"]``. None when the backend cannot say or the measure fails; a failure
+        ``timings[into]``. None when the backend cannot say or the measure fails; a failure
         is logged as not knowing ``what``, and so ``otherwise``.
         """
         opening = getattr(self.llm, "opening_probability", None)
@@ -412,7 +414,7 @@ class Pipeline:
         except (ValueError, RuntimeError, QAError) as exc:
             log.warning("Could not tell %s (%s); %s.", what, exc, otherwise)
             p = None
-        timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - measuring
+        timings[into] = timings.get(into, 0.0) + time.perf_counter() - measuring
         return p
 
     def _generate(self, messages: list[Message], count: int, started: float, timings: dict[str, float],
@@ -481,13 +483,15 @@ class Pipeline:
         ``passages`` are those the model read; ``retrieved``, all those found (when it read only the
         best), also count for the acronyms they define. A refusal names the check that made it.
         ``checks_s`` is the whole of it (citations, guard and the checks), less the checks that run
-        for the audit only.
+        for the audit only, whose seconds go to ``audit_s``.
         """
         started = time.perf_counter()
         untimed: list[float] = []
         answer = self._checked(raw, question, query, passages, retrieved, untimed)
         if timings is not None:
             timings["checks_s"] = timings.get("checks_s", 0.0) + time.perf_counter() - started - sum(untimed)
+            if untimed:
+                timings["audit_s"] = timings.get("audit_s", 0.0) + sum(untimed)
         return answer
 
     def _checked(self, raw: str, question: str, query: str, passages: Sequence[Passage],

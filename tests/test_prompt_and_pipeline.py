@@ -443,6 +443,41 @@ def test_a_refusal_before_the_model_still_tells_what_was_found(fake_pipeline) ->
     assert items[1:-1] == [REFUSAL] and isinstance(items[-1], Answer) and not llm.calls
 
 
+def test_what_only_the_audit_measures_is_left_out_of_the_wait(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from qa.answer import Verdict
+    from qa.checks import Check, failed
+
+    def slow(draft: object) -> Verdict:
+        time.sleep(0.5)
+        return Verdict("judge", True, "", 0.9)
+
+    def doubt(messages, words):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)
+        return 0.1
+
+    refusing = [Check("kind", lambda draft: failed("kind", "a test refusal")), Check("judge", slow)]
+    for audit, checks in ((True, refusing), (False, refusing), (True, refusing[1:])):
+        pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", audit=audit)
+        pipeline.checks = lambda checks=checks: checks  # type: ignore[method-assign,misc]
+        llm.opening_probability = doubt
+        started = time.perf_counter()
+        answer = _run(pipeline, TURNOUT)[1]
+        wall = time.perf_counter() - started
+        timings = answer.timings
+        if not audit:
+            assert answer.refused_by == "kind" and [v.check for v in answer.checks] == ["kind"]
+            assert "audit_s" not in timings, "nothing runs for the audit alone"
+            continue
+        # the checks after the refusing one, or the doubt of an answer while it refuses nothing
+        assert answer.refused_by == ("kind" if len(checks) == 2 else "")
+        assert [v.check for v in answer.checks][:len(checks)] == [c.name for c in checks]
+        assert timings["audit_s"] >= 0.5 and timings["checks_s"] < 0.5 + (len(checks) == 1) * 0.5
+        assert timings["total_s"] <= wall - 0.5, "the wait leaves the audit out"
+        assert timings["first_token_s"] <= timings["total_s"]
+
+
 def test_the_timings_break_the_time_into_stages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder", read_on=True)
     passages = pipeline.retrieve(TURNOUT)
