@@ -463,7 +463,7 @@ class Pipeline:
                 piece = "".join(visible)
             text = markers.feed(piece)
             if text:
-                timings.setdefault("first_token_s", time.perf_counter() - started)
+                timings.setdefault("first_token_s", time.perf_counter() - started - timings.get("audit_s", 0.0))
                 yield text
         ended = time.perf_counter()
         if not tokens:

@@ -458,14 +458,19 @@ def test_what_only_the_audit_measures_is_left_out_of_the_wait(fake_pipeline) -> 
         return 0.1
 
     refusing = [Check("kind", lambda draft: failed("kind", "a test refusal")), Check("judge", slow)]
-    for audit, checks in ((True, refusing), (False, refusing), (True, refusing[1:])):
-        pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", audit=audit)
+    for audit, checks, doubting in ((True, refusing, 1.0), (False, refusing, 1.0), (True, refusing[1:], 1.0),
+                                    (True, refusing[1:], 0.5)):
+        pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", audit=audit, doubt=doubting)
         pipeline.checks = lambda checks=checks: checks  # type: ignore[method-assign,misc]
         llm.opening_probability = doubt
         started = time.perf_counter()
         answer = _run(pipeline, TURNOUT)[1]
         wall = time.perf_counter() - started
         timings = answer.timings
+        assert timings["total_s"] >= timings["checks_s"]
+        if doubting < 1:  # the doubt may refuse: a user waits for it
+            assert answer.answered and "audit_s" not in timings and timings["checks_s"] >= 1.0
+            continue
         if not audit:
             assert answer.refused_by == "kind" and [v.check for v in answer.checks] == ["kind"]
             assert "audit_s" not in timings, "nothing runs for the audit alone"
