@@ -16,13 +16,17 @@ The watch starts before the first ingest, so nothing changed during it is
 missed. Passage ids are the same content hashes as a plain ingest, so the
 index always ends as ``qa ingest FOLDER`` would leave it. If the folder itself
 goes away (a drive unplugged), watching stops and the index keeps its articles.
+Ctrl+C while a batch is being applied stops the watch once that batch is applied and told.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .articles import SUFFIXES
@@ -82,6 +86,34 @@ def watch_changes(folder: Path) -> Iterator[set[Change]]:
         yield {(int(change), path) for change, path in batch}
 
 
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """Hold Ctrl+C (SIGINT) back until the block is done, then raise :class:`KeyboardInterrupt`.
+
+    Only the main thread receives signals; elsewhere this changes nothing.
+
+    >>> import os
+    >>> try:
+    ...     with interrupt_after():
+    ...         os.kill(os.getpid(), signal.SIGINT)
+    ...         finished = True
+    ... except KeyboardInterrupt:
+    ...     print("stopped after the block:", finished)
+    stopped after the block: True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def _names(folder: Path, paths: Iterable[Path], most: int = 3) -> str:
     """
     >>> _names(Path("/f"), [Path("/f/b.md"), Path("/f/a.md")])
@@ -135,15 +167,16 @@ def follow_folder(folder: Path, store: ChromaStore, embedder: Embedder, data_dir
             continue
         if not folder.is_dir():
             raise NoArticlesError(f"{folder} is gone, so watching it stopped; the index keeps its articles.")
-        try:
-            report = apply_changes(folder, pending, store, embedder, data_dir, chunking)
-        except QAError as exc:
-            reason = "another ingest is writing to the index" if isinstance(exc, IndexBusyError) else str(exc)
-            if reason != waiting:  # said once, not at every try
-                say(f"{time.strftime('%H:%M:%S')} waiting: {reason} (trying again every {RETRY_S:g} s).")
-            waiting = reason
-            continue
-        if report.added or report.replaced or report.removed or report.skipped:
-            say(f"{time.strftime('%H:%M:%S')} {_names(folder, pending)}: {what_changed(report)}")
-        pending, waiting = set(), ""
+        with interrupt_after():  # a batch is applied and told whole
+            try:
+                report = apply_changes(folder, pending, store, embedder, data_dir, chunking)
+            except QAError as exc:
+                reason = "another ingest is writing to the index" if isinstance(exc, IndexBusyError) else str(exc)
+                if reason != waiting:  # said once, not at every try
+                    say(f"{time.strftime('%H:%M:%S')} waiting: {reason} (trying again every {RETRY_S:g} s).")
+                waiting = reason
+                continue
+            if report.added or report.replaced or report.removed or report.skipped:
+                say(f"{time.strftime('%H:%M:%S')} {_names(folder, pending)}: {what_changed(report)}")
+            pending, waiting = set(), ""
     return first

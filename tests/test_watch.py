@@ -149,6 +149,37 @@ def test_the_watch_waits_while_another_ingest_writes_and_then_applies(tmp_path: 
     assert _index(data, embedder) == _clean(folder, tmp_path / "clean", embedder)
 
 
+def test_ctrl_c_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(tmp_path: Path) -> None:
+    import os
+
+    class InterruptedEmbedder(FakeEmbedder):
+        """Ctrl+C arrives while a batch's passages are being embedded."""
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            if any("pier" in t for t in texts):
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().embed(texts)
+
+    embedder = InterruptedEmbedder()
+    folder, data = tmp_path / "articles", tmp_path / "data"
+    _write(folder, ARTICLES)
+    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
+
+    def changes() -> Iterator[set[Change]]:
+        yield set()
+        _write(folder, {"pier.md": "Pier reopens\n\nThe old pier reopened to walkers on Sunday."})
+        (folder / "bakery.md").unlink()
+        yield {(ADDED, str(folder / "pier.md")), (DELETED, str(folder / "bakery.md"))}
+        raise AssertionError("the watch goes on after Ctrl+C")
+
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        follow_folder(folder, store, embedder, data, say=lines.append, changes=changes())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl+C is Ctrl+C again"
+    assert re.sub(r"^\d\d:\d\d:\d\d ", "", lines[-1]) == "bakery.md, pier.md: 1 passage added, 1 removed."
+    assert _index(data, embedder) == _clean(folder, tmp_path / "clean", FakeEmbedder())
+
+
 def test_a_bad_or_vanished_folder_is_a_clear_message(tmp_path: Path) -> None:
     embedder = FakeEmbedder()
     store = ChromaStore(tmp_path / "data" / "chroma", embedder_name=embedder.name)
@@ -234,6 +265,17 @@ def _wait_for(condition: Any, what: str, process: subprocess.Popen[bytes] | None
         time.sleep(0.2)
 
 
+def _exit_code(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The process's exit code; if it has not ended within ``timeout``, fail with where its threads are
+    (SIGABRT makes Python's fault handler write them to the log)."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait(timeout=30)
+        raise AssertionError(f"the process did not end within {timeout:.0f} s:\n{log.read_text()}") from None
+
+
 def _keyword_ids(data: Path) -> set[str]:
     try:
         return set(json.loads((data / "keyword" / "meta.json").read_text())["ids"])
@@ -247,7 +289,8 @@ def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(tmp_path: Path,
     _write(folder, ARTICLES)
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "qa", "ingest", "--watch", str(folder)], cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT, env={**_env(), "QA_DATA_DIR": str(data)})
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   env={**_env(), "QA_DATA_DIR": str(data), "PYTHONFAULTHANDLER": "1"})
     try:
         _wait_for(lambda: "Watching" in log.read_text(), "first ingest", process, log)
         _write(folder, {"pier.md": "Pier reopens\n\nThe old pier reopened to walkers on Sunday, the council said.",
@@ -257,7 +300,7 @@ def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(tmp_path: Path,
         expected = {p.id for a in load_folder(folder)[0] for p in article_passages(a)}
         _wait_for(lambda: _keyword_ids(data) == expected, "index of the changed folder", process, log)
         process.send_signal(signal.SIGINT)  # Ctrl+C
-        assert process.wait(timeout=180) == 0, log.read_text()
+        assert _exit_code(process, log, timeout=180) == 0, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
