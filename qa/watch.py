@@ -16,7 +16,8 @@ The watch starts before the first ingest, so nothing changed during it is
 missed. Passage ids are the same content hashes as a plain ingest, so the
 index always ends as ``qa ingest FOLDER`` would leave it. If the folder itself
 goes away (a drive unplugged), watching stops and the index keeps its articles.
-Ctrl+C while a batch is being applied stops the watch once that batch is applied and told.
+Ctrl+C while a batch is being applied stops the watch once that batch is done and told (a second
+Ctrl+C stops it at once).
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def watch_changes(folder: Path) -> Iterator[set[Change]]:
 def interrupt_after() -> Iterator[None]:
     """Hold Ctrl+C (SIGINT) back until the block is done, then raise :class:`KeyboardInterrupt`.
 
-    Only the main thread receives signals; elsewhere this changes nothing.
+    A second Ctrl+C raises at once. An error raised by the block goes on as it is. Only the main
+    thread receives signals, and a SIGINT that is ignored or handled elsewhere stays so: then this
+    changes nothing.
 
     >>> import os
     >>> try:
@@ -101,17 +104,24 @@ def interrupt_after() -> Iterator[None]:
     ...     print("stopped after the block:", finished)
     stopped after the block: True
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+
+    def hold(signum: int, frame: object) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _names(folder: Path, paths: Iterable[Path], most: int = 3) -> str:

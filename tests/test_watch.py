@@ -22,7 +22,7 @@ from qa.errors import NoArticlesError
 from qa.ingest import apply_changes, article_passages, ingest, ingest_lock
 from qa.pipeline import Pipeline
 from qa.store import ChromaStore
-from qa.watch import ADDED, DELETED, Change, changed_paths, follow_folder
+from qa.watch import ADDED, DELETED, Change, changed_paths, follow_folder, interrupt_after
 from qa.web import ChatPage
 
 from .conftest import SEEDS
@@ -173,11 +173,35 @@ def test_ctrl_c_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(
         raise AssertionError("the watch goes on after Ctrl+C")
 
     lines: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         follow_folder(folder, store, embedder, data, say=lines.append, changes=changes())
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl+C is Ctrl+C again"
+    assert signal.getsignal(signal.SIGINT) is before, "Ctrl+C is Ctrl+C again"
     assert re.sub(r"^\d\d:\d\d:\d\d ", "", lines[-1]) == "bakery.md, pier.md: 1 passage added, 1 removed."
     assert _index(data, embedder) == _clean(folder, tmp_path / "clean", FakeEmbedder())
+
+
+def test_a_second_ctrl_c_stops_at_once_and_an_ignored_one_stays_ignored() -> None:
+    import os
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_after():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the second")
+    assert reached == ["after the first"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupt_after():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(OSError, match="disk full"), interrupt_after():
+        os.kill(os.getpid(), signal.SIGINT)
+        raise OSError("disk full")
 
 
 def test_a_bad_or_vanished_folder_is_a_clear_message(tmp_path: Path) -> None:
@@ -272,7 +296,10 @@ def _exit_code(process: subprocess.Popen[bytes], log: Path, timeout: float) -> i
         return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGABRT)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
         raise AssertionError(f"the process did not end within {timeout:.0f} s:\n{log.read_text()}") from None
 
 
