@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--rebuild", action="store_true", help="drop the index and build it anew")
     ing.add_argument("--watch", action="store_true",
                      help="then keep watching the folder and apply articles added, edited and removed, "
-                          "until Ctrl+C")
+                          "until Ctrl+C or SIGTERM")
 
     ask = sub.add_parser("ask", parents=[servers], help="answer a question from the indexed articles")
     ask.add_argument("question")

@@ -17,7 +17,9 @@ missed. Passage ids are the same content hashes as a plain ingest, so the
 index always ends as ``qa ingest FOLDER`` would leave it. If the folder itself
 goes away (a drive unplugged), watching stops and the index keeps its articles.
 Ctrl+C while a batch is being applied stops the watch once that batch is done and told (a second
-Ctrl+C stops it at once).
+Ctrl+C stops it at once). SIGTERM (``kill``, ``docker stop``, a service manager) stops it the same
+way, which is how a watch run in the background is stopped: a shell starts background commands
+with Ctrl+C ignored.
 """
 
 from __future__ import annotations
@@ -87,13 +89,46 @@ def watch_changes(folder: Path) -> Iterator[set[Change]]:
         yield {(int(change), path) for change, path in batch}
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a watch: Ctrl+C, and the polite ``kill``."""
+
+
+@contextmanager
+def stop_on_term() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt`, as Ctrl+C does.
+
+    Its default action ends the process at once, wherever a batch is. Only where SIGTERM has that
+    default, and only in the main thread (which alone receives signals); the default is put back
+    after.
+
+    >>> import os
+    >>> try:
+    ...     with stop_on_term():
+    ...         os.kill(os.getpid(), signal.SIGTERM)
+    ... except KeyboardInterrupt:
+    ...     print("stopped")
+    stopped
+    >>> signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    True
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextmanager
 def interrupt_after() -> Iterator[None]:
-    """Hold Ctrl+C (SIGINT) back until the block is done, then raise :class:`KeyboardInterrupt`.
+    """Hold Ctrl+C (SIGINT) and SIGTERM back until the block is done, then raise :class:`KeyboardInterrupt`.
 
-    A second Ctrl+C raises at once. An error raised by the block goes on as it is. Only the main
-    thread receives signals, and a SIGINT that is ignored or handled elsewhere stays so: then this
-    changes nothing.
+    A second one raises at once. An error raised by the block goes on as it is. Only the main
+    thread receives signals, and only a signal that raises :class:`KeyboardInterrupt` is held (see
+    :func:`stop_on_term`): one that is ignored or handled elsewhere stays so.
 
     >>> import os
     >>> try:
@@ -104,10 +139,10 @@ def interrupt_after() -> Iterator[None]:
     ...     print("stopped after the block:", finished)
     stopped after the block: True
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held = [s for s in STOP_SIGNALS if signal.getsignal(s) is signal.default_int_handler]
     caught: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
@@ -115,11 +150,13 @@ def interrupt_after() -> Iterator[None]:
             raise KeyboardInterrupt
         caught.append(signum)
 
-    signal.signal(signal.SIGINT, hold)
+    for signum in held:
+        signal.signal(signum, hold)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in held:
+            signal.signal(signum, signal.default_int_handler)
     if caught:
         raise KeyboardInterrupt
 
@@ -158,35 +195,36 @@ def follow_folder(folder: Path, store: ChromaStore, embedder: Embedder, data_dir
                   chunking: Chunking = DEFAULT_CHUNKING, *, say: Callable[[str], None] = print,
                   progress: Progress | None = None, rebuild: bool = False,
                   changes: Iterable[set[Change]] | None = None) -> IngestReport:
-    """Ingest ``folder``, then apply its changes as they come, until Ctrl+C (or ``changes`` ends).
+    """Ingest ``folder``, then apply its changes as they come, until Ctrl+C or SIGTERM (or ``changes`` ends).
 
     ``say`` gets one line per applied batch; ``changes`` replaces the watch of the
     folder (for tests). Returns the report of the first ingest.
     """
     folder = folder.absolute()
     check_folder(folder)
-    batches = iter(changes) if changes is not None else watch_changes(folder)
-    pending = changed_paths(folder, next(batches, set()))  # watching from here on
-    first = ingest(folder, store, embedder, data_dir, chunking, progress=progress, rebuild=rebuild)
-    say(first.summary())
-    say(f"Watching {folder} for changes (Ctrl+C to stop).")
-    waiting = ""
-    for batch in batches:
-        pending |= changed_paths(folder, batch)
-        if not pending:
-            continue
-        if not folder.is_dir():
-            raise NoArticlesError(f"{folder} is gone, so watching it stopped; the index keeps its articles.")
-        with interrupt_after():  # a batch is applied and told whole
-            try:
-                report = apply_changes(folder, pending, store, embedder, data_dir, chunking)
-            except QAError as exc:
-                reason = "another ingest is writing to the index" if isinstance(exc, IndexBusyError) else str(exc)
-                if reason != waiting:  # said once, not at every try
-                    say(f"{time.strftime('%H:%M:%S')} waiting: {reason} (trying again every {RETRY_S:g} s).")
-                waiting = reason
+    with stop_on_term():  # SIGTERM stops the watch as Ctrl+C does
+        batches = iter(changes) if changes is not None else watch_changes(folder)
+        pending = changed_paths(folder, next(batches, set()))  # watching from here on
+        first = ingest(folder, store, embedder, data_dir, chunking, progress=progress, rebuild=rebuild)
+        say(first.summary())
+        say(f"Watching {folder} for changes (Ctrl+C to stop).")
+        waiting = ""
+        for batch in batches:
+            pending |= changed_paths(folder, batch)
+            if not pending:
                 continue
-            if report.added or report.replaced or report.removed or report.skipped:
-                say(f"{time.strftime('%H:%M:%S')} {_names(folder, pending)}: {what_changed(report)}")
-            pending, waiting = set(), ""
-    return first
+            if not folder.is_dir():
+                raise NoArticlesError(f"{folder} is gone, so watching it stopped; the index keeps its articles.")
+            with interrupt_after():  # a batch is applied and told whole
+                try:
+                    report = apply_changes(folder, pending, store, embedder, data_dir, chunking)
+                except QAError as exc:
+                    reason = "another ingest is writing to the index" if isinstance(exc, IndexBusyError) else str(exc)
+                    if reason != waiting:  # said once, not at every try
+                        say(f"{time.strftime('%H:%M:%S')} waiting: {reason} (trying again every {RETRY_S:g} s).")
+                    waiting = reason
+                    continue
+                if report.added or report.replaced or report.removed or report.skipped:
+                    say(f"{time.strftime('%H:%M:%S')} {_names(folder, pending)}: {what_changed(report)}")
+                pending, waiting = set(), ""
+        return first

@@ -22,7 +22,7 @@ from qa.errors import NoArticlesError
 from qa.ingest import apply_changes, article_passages, ingest, ingest_lock
 from qa.pipeline import Pipeline
 from qa.store import ChromaStore
-from qa.watch import ADDED, DELETED, Change, changed_paths, follow_folder, interrupt_after
+from qa.watch import ADDED, DELETED, Change, changed_paths, follow_folder, interrupt_after, stop_on_term
 from qa.web import ChatPage
 
 from .conftest import SEEDS
@@ -149,15 +149,26 @@ def test_the_watch_waits_while_another_ingest_writes_and_then_applies(tmp_path: 
     assert _index(data, embedder) == _clean(folder, tmp_path / "clean", embedder)
 
 
-def test_ctrl_c_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(tmp_path: Path) -> None:
+@pytest.fixture
+def default_sigterm() -> Iterator[None]:
+    """SIGTERM at its default action (which ends the process) for the test, whatever started pytest."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(
+        tmp_path: Path, stop: signal.Signals, default_sigterm: None) -> None:
     import os
 
     class InterruptedEmbedder(FakeEmbedder):
-        """Ctrl+C arrives while a batch's passages are being embedded."""
+        """Ctrl+C or SIGTERM arrives while a batch's passages are being embedded."""
 
         def embed(self, texts):  # type: ignore[no-untyped-def]
             if any("pier" in t for t in texts):
-                os.kill(os.getpid(), signal.SIGINT)
+                assert callable(signal.getsignal(stop)), "the signal would end (or miss) the process"
+                os.kill(os.getpid(), stop)
             return super().embed(texts)
 
     embedder = InterruptedEmbedder()
@@ -177,6 +188,7 @@ def test_ctrl_c_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(
     with pytest.raises(KeyboardInterrupt):
         follow_folder(folder, store, embedder, data, say=lines.append, changes=changes())
     assert signal.getsignal(signal.SIGINT) is before, "Ctrl+C is Ctrl+C again"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "and SIGTERM ends the process again"
     assert re.sub(r"^\d\d:\d\d:\d\d ", "", lines[-1]) == "bakery.md, pier.md: 1 passage added, 1 removed."
     assert _index(data, embedder) == _clean(folder, tmp_path / "clean", FakeEmbedder())
 
@@ -202,6 +214,23 @@ def test_a_second_ctrl_c_stops_at_once_and_an_ignored_one_stays_ignored() -> Non
     with pytest.raises(OSError, match="disk full"), interrupt_after():
         os.kill(os.getpid(), signal.SIGINT)
         raise OSError("disk full")
+
+
+def test_sigterm_stops_like_ctrl_c_and_a_handler_of_its_own_stays(default_sigterm: None) -> None:
+    import os
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt), stop_on_term(), interrupt_after():
+        assert callable(signal.getsignal(signal.SIGTERM)), "SIGTERM would end the process"
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("the block goes on")
+    assert reached == ["the block goes on"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    terms: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
+    with stop_on_term(), interrupt_after():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert terms == [signal.SIGTERM], "a program's own SIGTERM handler is left to it"
 
 
 def test_a_bad_or_vanished_folder_is_a_clear_message(tmp_path: Path) -> None:
@@ -310,13 +339,25 @@ def _keyword_ids(data: Path) -> set[str]:
         return set()
 
 
+# Starts qa with Ctrl+C (SIGINT) as a terminal gives it ("default") or as a shell gives a command
+# started in the background ("ignored"), whatever this test was started with: a background job of
+# a non-interactive shell inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+_LAUNCH = ("import os, signal, sys; "
+           "signal.signal(signal.SIGINT, signal.SIG_DFL if sys.argv[1] == 'default' else signal.SIG_IGN); "
+           "signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+           "os.execv(sys.executable, [sys.executable, '-m', 'qa', *sys.argv[2:]])")
+
+
 @pytest.mark.slow
-def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("stop", "sigint"), [(signal.SIGINT, "default"), (signal.SIGTERM, "ignored")],
+                         ids=["ctrl-c-in-a-terminal", "sigterm-in-the-background"])
+def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(  # type: ignore[no-untyped-def]
+        tmp_path: Path, embedder, stop: signal.Signals, sigint: str) -> None:
     folder, data, log = tmp_path / "articles", tmp_path / "data", tmp_path / "watch.log"
     _write(folder, ARTICLES)
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "qa", "ingest", "--watch", str(folder)], cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([sys.executable, "-c", _LAUNCH, sigint, "ingest", "--watch", str(folder)],
+                                   cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                    env={**_env(), "QA_DATA_DIR": str(data), "PYTHONFAULTHANDLER": "1"})
     try:
         _wait_for(lambda: "Watching" in log.read_text(), "first ingest", process, log)
@@ -326,7 +367,7 @@ def test_qa_ingest_watch_keeps_the_index_equal_to_a_clean_ingest(tmp_path: Path,
         (folder / "bakery.md").unlink()
         expected = {p.id for a in load_folder(folder)[0] for p in article_passages(a)}
         _wait_for(lambda: _keyword_ids(data) == expected, "index of the changed folder", process, log)
-        process.send_signal(signal.SIGINT)  # Ctrl+C
+        process.send_signal(stop)
         assert _exit_code(process, log, timeout=180) == 0, log.read_text()
     finally:
         if process.poll() is None:
