@@ -128,8 +128,9 @@ def watch_folder(folder: str | Path | None = None, *, rebuild: bool = False,
                  progress: Callable[[int, int], None] | None = None,
                  say: Callable[[str], None] = print) -> IngestReport:
     """Index ``folder`` (default: the bundled ``seeds/``), then keep the index in step with it as
-    articles are added, edited and removed, until Ctrl+C or SIGTERM (:class:`KeyboardInterrupt`) or
-    the folder goes away. ``say`` gets one line per change applied. Returns the first ingest's report."""
+    articles are added, edited and removed, until Ctrl+C or SIGTERM (:class:`KeyboardInterrupt`; from
+    the main thread, and SIGTERM only where the program has no handler of its own) or the folder goes
+    away. ``say`` gets one line per change applied. Returns the first ingest's report."""
     from .watch import follow_folder
 
     pipeline = get_pipeline()

@@ -18,8 +18,8 @@ index always ends as ``qa ingest FOLDER`` would leave it. If the folder itself
 goes away (a drive unplugged), watching stops and the index keeps its articles.
 Ctrl+C while a batch is being applied stops the watch once that batch is done and told (a second
 Ctrl+C stops it at once). SIGTERM (``kill``, ``docker stop``, a service manager) stops it the same
-way, which is how a watch run in the background is stopped: a shell starts background commands
-with Ctrl+C ignored.
+way, which is how a watch running in the background is stopped: it gets no Ctrl+C from the
+terminal, and a script's ``cmd &`` even starts it with SIGINT ignored.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def changed_paths(folder: Path, changes: Iterable[Change]) -> set[Path]:
 def watch_changes(folder: Path) -> Iterator[set[Change]]:
     """Batches of changes below ``folder``, from watchfiles; an empty batch every :data:`RETRY_S` without one.
 
-    Ctrl+C ends it with :class:`KeyboardInterrupt`.
+    Ctrl+C (or SIGTERM, under :func:`stop_on_term`) ends it with :class:`KeyboardInterrupt`.
     """
     from watchfiles import watch
 
@@ -98,28 +98,18 @@ def stop_on_term() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`KeyboardInterrupt`, as Ctrl+C does.
 
     Its default action ends the process at once, wherever a batch is. Only where SIGTERM has that
-    default, and only in the main thread (which alone receives signals); the default is put back
-    after.
-
-    >>> import os
-    >>> try:
-    ...     with stop_on_term():
-    ...         os.kill(os.getpid(), signal.SIGTERM)
-    ... except KeyboardInterrupt:
-    ...     print("stopped")
-    stopped
-    >>> signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    True
+    default (a program's own handler is left to it), and only in the main thread (which alone
+    receives signals); the handler before is put back after.
     """
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
         yield
         return
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -129,15 +119,6 @@ def interrupt_after() -> Iterator[None]:
     A second one raises at once. An error raised by the block goes on as it is. Only the main
     thread receives signals, and only a signal that raises :class:`KeyboardInterrupt` is held (see
     :func:`stop_on_term`): one that is ignored or handled elsewhere stays so.
-
-    >>> import os
-    >>> try:
-    ...     with interrupt_after():
-    ...         os.kill(os.getpid(), signal.SIGINT)
-    ...         finished = True
-    ... except KeyboardInterrupt:
-    ...     print("stopped after the block:", finished)
-    stopped after the block: True
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -150,9 +131,9 @@ def interrupt_after() -> Iterator[None]:
             raise KeyboardInterrupt
         caught.append(signum)
 
-    for signum in held:
-        signal.signal(signum, hold)
     try:
+        for signum in held:  # within the try: a signal that raises while they are swapped still restores them
+            signal.signal(signum, hold)
         yield
     finally:
         for signum in held:
@@ -197,8 +178,9 @@ def follow_folder(folder: Path, store: ChromaStore, embedder: Embedder, data_dir
                   changes: Iterable[set[Change]] | None = None) -> IngestReport:
     """Ingest ``folder``, then apply its changes as they come, until Ctrl+C or SIGTERM (or ``changes`` ends).
 
-    ``say`` gets one line per applied batch; ``changes`` replaces the watch of the
-    folder (for tests). Returns the report of the first ingest.
+    Called from the main thread, that is; SIGTERM only where the program has no handler of its own
+    (:func:`stop_on_term`). ``say`` gets one line per applied batch; ``changes`` replaces the watch
+    of the folder (for tests). Returns the report of the first ingest.
     """
     folder = folder.absolute()
     check_folder(folder)
@@ -207,7 +189,7 @@ def follow_folder(folder: Path, store: ChromaStore, embedder: Embedder, data_dir
         pending = changed_paths(folder, next(batches, set()))  # watching from here on
         first = ingest(folder, store, embedder, data_dir, chunking, progress=progress, rebuild=rebuild)
         say(first.summary())
-        say(f"Watching {folder} for changes (Ctrl+C to stop).")
+        say(f"Watching {folder} for changes (Ctrl+C or SIGTERM to stop).")
         waiting = ""
         for batch in batches:
             pending |= changed_paths(folder, batch)

@@ -140,7 +140,7 @@ def test_the_watch_waits_while_another_ingest_writes_and_then_applies(tmp_path: 
     lines: list[str] = []
     first = follow_folder(folder, store, embedder, data, say=lines.append, changes=changes())
     assert first.articles == 3
-    assert lines[1] == f"Watching {folder} for changes (Ctrl+C to stop)."
+    assert lines[1] == f"Watching {folder} for changes (Ctrl+C or SIGTERM to stop)."
     assert [re.sub(r"^\d\d:\d\d:\d\d ", "", line) for line in lines[2:]] == [
         "pier.md: 1 passage added.",
         "waiting: another ingest is writing to the index (trying again every 2 s).",
@@ -150,16 +150,18 @@ def test_the_watch_waits_while_another_ingest_writes_and_then_applies(tmp_path: 
 
 
 @pytest.fixture
-def default_sigterm() -> Iterator[None]:
-    """SIGTERM at its default action (which ends the process) for the test, whatever started pytest."""
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def default_signals() -> Iterator[None]:
+    """Ctrl+C raising KeyboardInterrupt and SIGTERM at its default action (which ends the process), as
+    in a terminal, whatever started pytest (a background job of a script has SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
-    signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(
-        tmp_path: Path, stop: signal.Signals, default_sigterm: None) -> None:
+        tmp_path: Path, stop: signal.Signals, default_signals: None) -> None:
     import os
 
     class InterruptedEmbedder(FakeEmbedder):
@@ -193,7 +195,7 @@ def test_a_stop_during_a_batch_stops_the_watch_after_the_batch_is_applied_whole(
     assert _index(data, embedder) == _clean(folder, tmp_path / "clean", FakeEmbedder())
 
 
-def test_a_second_ctrl_c_stops_at_once_and_an_ignored_one_stays_ignored() -> None:
+def test_a_second_ctrl_c_stops_at_once_and_an_ignored_one_stays_ignored(default_signals: None) -> None:
     import os
 
     reached = []
@@ -216,7 +218,7 @@ def test_a_second_ctrl_c_stops_at_once_and_an_ignored_one_stays_ignored() -> Non
         raise OSError("disk full")
 
 
-def test_sigterm_stops_like_ctrl_c_and_a_handler_of_its_own_stays(default_sigterm: None) -> None:
+def test_sigterm_stops_like_ctrl_c_and_a_handler_of_its_own_stays(default_signals: None) -> None:
     import os
 
     reached = []
@@ -226,6 +228,12 @@ def test_sigterm_stops_like_ctrl_c_and_a_handler_of_its_own_stays(default_sigter
         reached.append("the block goes on")
     assert reached == ["the block goes on"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt), stop_on_term(), interrupt_after():
+        os.kill(os.getpid(), signal.SIGINT)
+        reached.append("after Ctrl+C")
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("after SIGTERM as well")
+    assert reached[1:] == ["after Ctrl+C"], "a second stop, of either kind, stops at once"
     terms: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
     with stop_on_term(), interrupt_after():
