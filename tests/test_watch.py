@@ -231,6 +231,7 @@ def test_sigterm_stops_like_ctrl_c_and_a_handler_of_its_own_stays(default_signal
     with pytest.raises(KeyboardInterrupt), stop_on_term(), interrupt_after():
         os.kill(os.getpid(), signal.SIGINT)
         reached.append("after Ctrl+C")
+        assert callable(signal.getsignal(signal.SIGTERM)), "SIGTERM would end the process"
         os.kill(os.getpid(), signal.SIGTERM)
         reached.append("after SIGTERM as well")
     assert reached[1:] == ["after Ctrl+C"], "a second stop, of either kind, stops at once"
