@@ -3,7 +3,7 @@
 Retrieval ranks whole passages, and a passage of five sentences about the
 regatta can outrank the one whose single sentence answers the question ("the
 HWA (the harbour workers' association) had kept the mayor busy all week").
-The model reads only the best two passages (``narrow_k``), so that order
+The model reads only the best few passages (``narrow_k``), so that order
 decides what it reads. Here each passage's sentences are embedded
 on their own, with the long names of the acronyms they use, and the passages
 reordered by reciprocal rank fusion of their retrieval rank and the rank of

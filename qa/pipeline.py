@@ -10,7 +10,7 @@
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
-    prompt (constant system prompt first, the 2 best passages cut to their best sentences (qa.excerpt),
+    prompt (constant system prompt first, the 3 best passages cut to their best sentences (qa.excerpt),
         │ question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown; with
         │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
@@ -24,7 +24,7 @@
         │ the quoted sentences state this answer to the question, against a threshold
         ▼
     refused, but not by the judge, and Settings.read_on? the model reads on: the same passages (still
-        │ cached), then the best sentences of the other 4, and that reply is checked the same way (an
+        │ cached), then the best sentences of the other 3, and that reply is checked the same way (an
         │ answer the judge found its quotes do not state is not asked again, nor a NOT FOUND the model
         │ was surer of than Settings.sure_refusal); by default a refusal ends there
         ▼

@@ -6,6 +6,7 @@ import pytest
 
 from qa.answer import STAGES, Answer, Retrieved
 from qa.citations import check_citations
+from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
 from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, passage_line
@@ -15,6 +16,7 @@ from qa.store import Passage
 from .fakes import run_stream
 
 # worded for the bag-of-words fake embedder, which only matches shared words
+NARROW = Settings.narrow_k  # how many of the passages found the model reads first
 TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
 
 
@@ -121,7 +123,7 @@ def test_the_best_passages_are_read_first(fake_pipeline) -> None:  # type: ignor
     pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].")
     assert "88.4" in pipeline.retrieve(TURNOUT)[0].text
     streamed, answer = _run(pipeline, TURNOUT)
-    assert len(llm.calls) == 1 and len(_passage_lines(llm.calls[0])) == 2
+    assert len(llm.calls) == 1 and len(_passage_lines(llm.calls[0])) == NARROW
     assert answer.answered and streamed == answer.text == "Turnout was 88.4 percent [1]."
     assert len(answer.passages) == 6, "the answer lists every passage retrieved"
 
@@ -153,11 +155,11 @@ def test_a_refusal_from_the_best_passages_ends_there_by_default(fake_pipeline) -
     for first in ("NOT FOUND", "Turnout was 61.2 percent [1]."):  # refused by the model, and by a check
         llm.calls, llm.replies = [], [first, f"The rate of extreme poverty was dramatically reduced [{n}]."]
         _, answer = _run(pipeline, TURNOUT)
-        assert [len(_passage_lines(c)) for c in llm.calls] == [2] and answer.timings["readings"] == 1
+        assert [len(_passage_lines(c)) for c in llm.calls] == [NARROW] and answer.timings["readings"] == 1
         assert not answer.answered and answer.refused_by == ("model" if first == "NOT FOUND" else "citations")
         assert "second_reading_s" not in answer.timings
     found, read, reread = pipeline.found_and_read(TURNOUT)
-    assert len(read) == 2 and reread == read, "no second reading to measure"
+    assert len(read) == NARROW and reread == read, "no second reading to measure"
 
 
 def test_a_refusal_from_the_best_passages_reads_on(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -166,18 +168,18 @@ def test_a_refusal_from_the_best_passages_reads_on(fake_pipeline) -> None:  # ty
     pipeline, llm = fake_pipeline("placeholder", read_on=True)
     passages = pipeline.retrieve(TURNOUT)
     n = next(i for i, p in enumerate(passages, 1) if "extreme poverty" in p.text)
-    assert n > 2
+    assert n > NARROW
     poverty = f"The rate of extreme poverty was dramatically reduced [{n}]."
     llm.replies = ["NOT FOUND", poverty]
     streamed, answer = _run(pipeline, TURNOUT)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and answer.timings["readings"] == 2
+    assert [len(_passage_lines(c)) for c in llm.calls] == [NARROW, 6] and answer.timings["readings"] == 2
     assert llm.calls[0][:-1] == llm.calls[1][:-1], "both readings share the cached prefix"
     first, second = (_passage_lines(c) for c in llm.calls)
-    assert second[:2] == first, "the first reading is read again, word for word, so llama.cpp reuses it"
-    more = [_read_text(line) for line in second[2:]]
+    assert second[:NARROW] == first, "the first reading is read again, word for word, so llama.cpp reuses it"
+    more = [_read_text(line) for line in second[NARROW:]]
     assert sum(estimate_tokens(t) + 1 for t in more) <= pipeline.settings.more_tokens
     by_id = {p.id: p.text for p in passages}
-    assert all(_whole_sentences(t, by_id[p.id]) for t, p in zip(more, passages[2:], strict=True))
+    assert all(_whole_sentences(t, by_id[p.id]) for t, p in zip(more, passages[NARROW:], strict=True))
     assert answer.answered and answer.text == streamed == poverty, "the second reply streams: nothing was shown"
     assert [c.number for c in answer.citations] == [n]
 
@@ -212,12 +214,12 @@ def test_a_sure_refusal_of_the_best_passages_ends_there(fake_pipeline) -> None: 
     surety[0] = 0.6  # not sure enough: the rest is read, and answers
     llm.replies = ["NOT FOUND", "Turnout was 88.4 percent [3]."]
     _, answer = _run(pipeline, TURNOUT)
-    assert [len(_passage_lines(c)) for c in llm.calls[1:]] == [2, 6] and answer.timings["refusal_p"] == 0.6
+    assert [len(_passage_lines(c)) for c in llm.calls[1:]] == [NARROW, 6] and answer.timings["refusal_p"] == 0.6
     assert answer.timings["readings"] == 2
 
     pipeline, llm = fake_pipeline("NOT FOUND", read_on=True)  # a backend that cannot say: the rest is read
     _, answer = _run(pipeline, TURNOUT)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2, 6] and "refusal_p" not in answer.timings
+    assert [len(_passage_lines(c)) for c in llm.calls] == [NARROW, 6] and "refusal_p" not in answer.timings
 
 
 def test_an_answer_the_model_doubted_is_refused_by_doubt(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -292,7 +294,7 @@ def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off
     shares = f"The MAS got over 55 percent of the votes [{share}]."
     llm.replies = [shares, shares]
     _, answer = _run(pipeline, question)
-    assert [len(_passage_lines(c)) for c in llm.calls] == [2], "refused from the two best passages"
+    assert [len(_passage_lines(c)) for c in llm.calls] == [NARROW], "refused from the best passages"
     assert not answer.answered and answer.refused_by == "kind" and "percentage" in answer.reason
     assert answer.draft and [v.check for v in answer.checks] == ["kind"]
     assert answer.to_dict()["refused_by"] == "kind"
@@ -394,7 +396,8 @@ def test_the_first_reading_is_cut_to_whole_sentences_and_quoted_from_them(fake_p
     pipeline, llm = fake_pipeline("Turnout was 88.4 percent [1].", first_tokens=0)
     _run(pipeline, TURNOUT)
     lines = [_read_text(line) for line in _passage_lines(llm.calls[0])]
-    assert len(lines) == 2 and all(t.startswith(passage_line(p.text)) for t, p in zip(lines, passages, strict=False))
+    assert len(lines) == NARROW
+    assert all(t.startswith(passage_line(p.text)) for t, p in zip(lines, passages, strict=False))
 
 
 def test_with_a_token_budget_the_model_reads_sentences_and_quotes_them(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -429,7 +432,7 @@ def test_the_passages_found_come_first_then_the_text_then_the_answer(fake_pipeli
     found, pieces, answer = items[0], items[1:-1], items[-1]
     assert isinstance(found, Retrieved) and isinstance(answer, Answer)
     assert pieces and all(isinstance(p, str) for p in pieces) and "".join(pieces) == answer.text
-    assert found.passages == answer.passages and found.reading == 2 == len(found.read)
+    assert found.passages == answer.passages and found.reading == NARROW == len(found.read)
     for passage, sentence in zip(found.passages, found.sentences, strict=True):
         assert sentence.strip() and sentence in passage.text, "each passage's best sentence is one of its own"
     assert "88.4" in found.sentences[0], "the sentence closest to the question"
