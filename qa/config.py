@@ -175,7 +175,7 @@ class Settings:
     # the first reading's best passages are cut to their best whole sentences, about this many tokens
     # of them (qa.excerpt); 0: whole. On every answerable question of each SQuAD half, 270 keeps the
     # answer in what is read for all but 0.4-0.7 points of questions, for a fifth fewer tokens
-    # (docs/performance.md, "Fewer tokens per reading")
+    # (docs/performance.md, "Fewer tokens per reading", measured on 2 passages)
     first_tokens: int = 270
     # after the first reading is refused (by the model or a check other than the judge), read it again
     # with the other passages found and answer once more. Off: on the tuning collections second

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qa.answer import Answer, Citation
+from qa.config import Settings
 from qa.errors import QAError
 from qa.evaluate import (
     EvalQuestion,
@@ -27,6 +28,7 @@ from qa.evaluate import (
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALSET = ROOT / "qa" / "evalsets" / "bolivia.jsonl"
+NARROW = Settings.narrow_k  # how many of the passages found the model reads first
 
 
 def _record(id: str, answerable: bool, answered: bool, correct: bool, hit: bool = True,
@@ -182,8 +184,8 @@ def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())["retrieval"]
     answerable = sum(1 for q in load_questions(EVALSET)[:12] if q.answerable)
-    assert figures["questions"] == answerable and figures["k"] == 6 and figures["first"] == 2
-    assert 0.5 <= figures["answer_in_k"] <= 1.0 and figures["answer_in_first_2"] <= figures["answer_in_k"]
+    assert figures["questions"] == answerable and figures["k"] == 6 and figures["first"] == NARROW
+    assert 0.5 <= figures["answer_in_k"] <= 1.0 and figures[f"answer_in_first_{NARROW}"] <= figures["answer_in_k"]
     assert sum(figures["ranks"].values()) == answerable
     assert figures["answer_in_read"] <= figures["answer_in_k"] and figures["median_read_tokens"] > 0
     assert figures["answer_in_reread"] == figures["answer_in_read"], "by default there is no second reading"
@@ -201,7 +203,7 @@ def test_qa_eval_retrieval_only_needs_no_model(tmp_path: Path) -> None:
     assert more["answer_in_read"] == figures["answer_in_read"]
     assert more["answer_in_read"] <= more["answer_in_reread"] <= more["answer_in_k"]
     assert more["median_read_tokens"] < more["median_reread_tokens"]
-    # and "passages" reads the best 2 whole
+    # and "passages" reads the best few whole
     whole = preset("passages")
     assert whole["median_read_tokens"] > figures["median_read_tokens"]
 

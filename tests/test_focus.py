@@ -80,7 +80,7 @@ def test_the_pipeline_orders_by_sentence_unless_told_not_to(fake_pipeline) -> No
 
 def test_with_the_real_embedder_the_answering_passage_is_read_first(seeded_dir: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     # Ranked fourth by the fused retrieval, the passage whose one sentence names the RPOs (radio
-    # stations) is among the two the model reads first once its best sentence counts.
+    # stations) is among the three the model reads first once its best sentence counts.
     question = "What are the RPOs that kept the Minister of Communications busy for hours?"
     settings = Settings(data_dir=seeded_dir)
     store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)

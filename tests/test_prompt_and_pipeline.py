@@ -15,8 +15,8 @@ from qa.store import Passage
 
 from .fakes import run_stream
 
-# worded for the bag-of-words fake embedder, which only matches shared words
 NARROW = Settings.narrow_k  # how many of the passages found the model reads first
+# worded for the bag-of-words fake embedder, which only matches shared words
 TURNOUT = "What participation rate did the massive voter turnout of registered Bolivians reach?"
 
 
@@ -383,7 +383,7 @@ def test_the_first_reading_is_cut_to_whole_sentences_and_quoted_from_them(fake_p
     streamed, answer = _run(pipeline, TURNOUT)
     (call,) = llm.calls
     read = [_read_text(line) for line in _passage_lines(call)]
-    assert 1 <= len(read) <= 2 and sum(estimate_tokens(t) + 1 for t in read) <= 120
+    assert 1 <= len(read) <= NARROW and sum(estimate_tokens(t) + 1 for t in read) <= 120
     assert all(_whole_sentences(t, p.text) for t, p in zip(read, passages, strict=False)), "no sentence cut"
     assert not read[0].startswith(passage_line(passages[0].text)), "the best passage itself was cut"
     (citation,) = answer.citations
