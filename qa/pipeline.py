@@ -94,6 +94,22 @@ def _titled(passage: Passage) -> str:
     return f"{passage.title}. {passage.text}"
 
 
+def read_first(found: Retrieved, reading: Sequence[Passage]) -> Retrieved:
+    """``found`` with the passages of ``reading`` first, then the others, each group in its order.
+
+    The answer's markers number this list, and ``Retrieved.read`` is its head, so the passages the
+    model reads are [1] to [n] even when a passage between them had no sentence that fit the budget.
+
+    >>> p = [Passage(i, "Rain fell.", "x", "T", "x.txt", 0, 10) for i in "abc"]
+    >>> [q.id for q in read_first(Retrieved(p, ["Rain fell."] * 3, 3), [p[0], p[2]]).passages]
+    ['a', 'c', 'b']
+    """
+    read = {p.id for p in reading}
+    order = sorted(range(len(found.passages)), key=lambda i: found.passages[i].id not in read)
+    return replace(found, passages=[found.passages[i] for i in order],
+                   sentences=[found.sentences[i] for i in order])
+
+
 def normalise_history(history: Any) -> list[Message]:
     """Accept ``[{"role", "content"}, ...]`` or ``[(user, assistant), ...]``.
 
@@ -301,6 +317,8 @@ class Pipeline:
             return
 
         reading = self.reading(asked, vector, passages)
+        found = read_first(found, reading)
+        passages = found.passages
         excerpted = self.settings.read_tokens > 0
         timings["passage_tokens"] = float(sum(estimate_tokens(p.text) for p in reading))
         yield replace(found, reading=len(reading), query=query)

@@ -286,6 +286,29 @@ def test_a_passage_left_out_of_the_second_reading_keeps_the_numbering_right(fake
     assert streamed == answer.text, "not streamed while its numbers differed; given whole at the end"
 
 
+def test_a_passage_left_out_of_the_first_reading_goes_after_those_read(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    for budget in range(60, 400, 5):  # a budget the second passage's best sentence does not fit
+        pipeline, llm = fake_pipeline("placeholder", first_tokens=budget)
+        found, read, _ = pipeline.found_and_read(TURNOUT)
+        positions = [[p.id for p in found].index(p.id) for p in read]
+        if positions != list(range(len(read))):
+            break
+    else:
+        raise AssertionError("no budget leaves a passage out of the first reading")
+    skipped, second = found[positions[1] - 1], found[positions[1]]
+    sentence = read[1].text.split(" … ")[0].strip()
+    llm.replies = [f"{sentence.rstrip('.')} [2]."]
+    items = list(pipeline.ask_stream(TURNOUT))
+    retrieved, answer = items[0], items[-1]
+    pieces = [i for i in items if isinstance(i, str)]
+    assert isinstance(retrieved, Retrieved) and isinstance(answer, Answer)
+    assert [p.id for p, _ in retrieved.read] == [p.id for p in read], "the page shows what the model reads"
+    assert retrieved.passages[len(read)].id == skipped.id and retrieved.passages == answer.passages
+    assert answer.answered and len(pieces) > 1 and "".join(pieces) == answer.text, "streamed as it came"
+    assert answer.citations[0].number == 2 and answer.citations[0].chunk_id == second.id
+    assert answer.passages[1].id == second.id and "[2]" in answer.text
+
+
 def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder", first_tokens=0, more_tokens=0)  # whole passages
     question = "How many votes did the MAS and the Citizen Community each get overall?"
