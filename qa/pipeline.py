@@ -192,7 +192,7 @@ class Pipeline:
     def _retrieve(self, question: str, history: Sequence[Message], articles: Sequence[str] | None,
                   k: int | None = None, period: Period | None = None
                   ) -> tuple[Retrieved, float, float, int, list[float]]:
-        """The passages found (in the order the model reads them) with their best sentences, the best
+        """The passages found (best first, as the model reads them) with their best sentences, the best
         dense similarity, the seconds spent embedding (the query, and sentences not met before), how
         many undated articles ``period`` left out, and the query's vector."""
         assert self.retriever is not None and self.sentences is not None
