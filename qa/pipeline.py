@@ -90,10 +90,6 @@ def _refused(reply: str) -> bool:
 History = Sequence[Message] | Sequence[tuple[str, str]] | Sequence[list[str]] | None
 
 
-def _titled(passage: Passage) -> str:
-    return f"{passage.title}. {passage.text}"
-
-
 def read_first(found: Retrieved, reading: Sequence[Passage]) -> Retrieved:
     """``found`` with the passages of ``reading`` first, then the others, each group in its order.
 

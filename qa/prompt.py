@@ -121,12 +121,12 @@ def passage_line(text: str) -> str:
 TITLE_WORDS = 6
 
 
-def short_title(title: str, words: int = TITLE_WORDS) -> str:
+def short_title(title: str, words: int) -> str:
     """``title`` on one line, cut to its first ``words`` words (0: whole) with an ellipsis.
 
-    >>> short_title("Harbour ferry line to reopen after the winter repairs to its pier")
+    >>> short_title("Harbour ferry line to reopen after the winter repairs to its pier", 6)
     'Harbour ferry line to reopen after…'
-    >>> short_title("Ferry  line")
+    >>> short_title("Ferry  line", 6)
     'Ferry line'
     """
     parts = title.split()
