@@ -116,29 +116,8 @@ def passage_line(text: str) -> str:
     return defuse(redact_instructions(" ".join(text.split())))
 
 
-# A passage's title names its article for the model; a headline's first six words do that, and
-# its rest would be read again with every passage of the article (docs/performance.md).
-TITLE_WORDS = 6
-
-
-def short_title(title: str, words: int) -> str:
-    """``title`` on one line, cut to its first ``words`` words (0: whole) with an ellipsis.
-
-    >>> short_title("Harbour ferry line to reopen after the winter repairs to its pier", 6)
-    'Harbour ferry line to reopen after…'
-    >>> short_title("Ferry  line", 6)
-    'Ferry line'
-    """
-    parts = title.split()
-    if 0 < words < len(parts):
-        return " ".join(parts[:words]) + "…"
-    return " ".join(parts)
-
-
-def format_passages(passages: Sequence[Passage], title_words: int = 0) -> str:
+def format_passages(passages: Sequence[Passage]) -> str:
     """Number the passages from 1, each on one line with its article title; spell out acronyms defined elsewhere.
-
-    ``title_words`` cuts each title to that many words (0: whole, :func:`short_title`).
 
     >>> from qa.store import Passage
     >>> one = Passage("x", "Ridership rose 8.4%, said the FLA.", "a", "Ferry", "a.txt", 0, 34)
@@ -149,7 +128,7 @@ def format_passages(passages: Sequence[Passage], title_words: int = 0) -> str:
     [2] (Ferry) The Ferry Line Authority (FLA) met.
     """
     texts = [passage_line(p.text) for p in passages]
-    return "\n\n".join(f"[{n}] ({defuse(short_title(p.title, title_words))}) {text}" + (f" {gloss}" if gloss else "")
+    return "\n\n".join(f"[{n}] ({defuse(' '.join(p.title.split()))}) {text}" + (f" {gloss}" if gloss else "")
                          for n, (p, text, gloss) in enumerate(zip(passages, texts, glosses(texts), strict=True), 1))
 
 
@@ -177,6 +156,6 @@ def build_messages(question: str, passages: Sequence[Passage], history: Sequence
                 content = content[:history_chars].rsplit(" ", 1)[0] + " …"
             lines.append(("User: " if message["role"] == "user" else "You: ") + content)
         context = "Earlier in this conversation:\n" + "\n".join(lines) + "\n\n"
-    listed = format_passages(passages, TITLE_WORDS)
-    messages.append({"role": "user", "content": f"Passages:\n{listed}\n\n{context}Question: {question}"})
+    messages.append({"role": "user",
+                     "content": f"Passages:\n{format_passages(passages)}\n\n{context}Question: {question}"})
     return messages

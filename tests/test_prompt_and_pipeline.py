@@ -9,7 +9,7 @@ from qa.citations import check_citations
 from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
-from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, TITLE_WORDS, build_messages, passage_line, short_title
+from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, passage_line
 from qa.rewrite import EXAMPLE, INSTRUCTION
 from qa.store import Passage
 
@@ -53,20 +53,6 @@ def test_plain_prompt_for_comparison() -> None:
     p = Passage("x", "Turnout was 88.4%.", "a.txt", "Vote", "a.txt", 0, 18)
     messages = build_messages("Turnout?", [p], style="plain")
     assert [m["role"] for m in messages] == ["system", "user"]
-
-
-@pytest.mark.parametrize("style", ["grounded", "json"])
-def test_a_long_headline_is_cut_in_the_prompt_but_not_in_the_plain_one(style: str) -> None:
-    headline = "Harbour ferry line to reopen after the long winter of repairs to its pier"
-    passages = [Passage(str(n), "It reopens in May.", "a.txt", headline, "a.txt", 0, 18) for n in (1, 2)]
-    asked = build_messages("When does it reopen?", passages, style=style)[-1]["content"]
-    assert TITLE_WORDS == 6
-    assert asked.count("(Harbour ferry line to reopen after…) It reopens in May.") == 2 and headline not in asked
-    plain = build_messages("When does it reopen?", passages, style="plain")[-1]["content"]
-    assert plain == (f"Passages:\n[1] ({headline}) It reopens in May.\n\n[2] ({headline}) It reopens in May."
-                     "\n\nQuestion: When does it reopen?")
-    six = "Ferry line reopens after winter repairs"
-    assert short_title(six, TITLE_WORDS) == six  # six words stay whole
 
 
 _run = run_stream
