@@ -40,7 +40,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -224,20 +224,33 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
     return sorted(scores, key=lambda item: -scores[item])
 
 
-def _overlap(a: Passage, b: Passage) -> float:
+def _overlap(a: Passage, b: Passage, words: Callable[[Passage], set[str]]) -> float:
     if a.article_id == b.article_id:
         shared = min(a.end, b.end) - max(a.start, b.start)
         if shared > 0:
             return shared / min(a.end - a.start, b.end - b.start)
-    wa, wb = set(tokens(a.text)), set(tokens(b.text))
+    wa, wb = words(a), words(b)
     return len(wa & wb) / (min(len(wa), len(wb)) or 1)
 
 
-def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8) -> list[Passage]:
-    """Keep passages in order, skipping any that mostly repeats one already kept."""
+def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8,
+                         limit: int | None = None) -> list[Passage]:
+    """Keep passages in order, skipping any that mostly repeats one already kept; stop at ``limit`` kept.
+
+    Each passage's words are read once, and only if a passage of another article needs them.
+    """
+    read: dict[str, set[str]] = {}
+
+    def words(passage: Passage) -> set[str]:
+        if passage.id not in read:
+            read[passage.id] = set(tokens(passage.text))
+        return read[passage.id]
+
     kept: list[Passage] = []
     for passage in passages:
-        if all(_overlap(passage, other) < threshold for other in kept):
+        if limit is not None and len(kept) >= limit:
+            break
+        if all(_overlap(passage, other, words) < threshold for other in kept):
             kept.append(passage)
     return kept
 
@@ -297,7 +310,9 @@ class Retriever:
         by_id = {p.id: p for p in dense}
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
-        fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id])
+        wanted = k if self.reranker is None else max(k, self.rerank_candidates)
+        fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id],
+                                     limit=wanted)
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
         chosen = fused[:k]

@@ -25,6 +25,10 @@ def test_near_duplicates_are_dropped() -> None:
     copy = Passage("3", "One two three four five.", "y", "T", "y", 0, 24)
     other = Passage("4", "Lithium batteries.", "y", "T", "y", 30, 48)
     assert [p.id for p in drop_near_duplicates([a, overlapping, copy, other])] == ["1", "4"]
+    # with a limit it stops once that many are kept, with the same passages first
+    more = Passage("5", "Salt flats.", "z", "T", "z", 0, 11)
+    assert [p.id for p in drop_near_duplicates([a, overlapping, copy, other, more], limit=2)] == ["1", "4"]
+    assert [p.id for p in drop_near_duplicates([a, overlapping, copy, other, more], limit=9)] == ["1", "4", "5"]
 
 
 def test_follow_ups_carry_the_topic() -> None:
