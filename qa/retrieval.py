@@ -237,14 +237,15 @@ def drop_near_duplicates(passages: Sequence[Passage], threshold: float = 0.8,
                          limit: int | None = None) -> list[Passage]:
     """Keep passages in order, skipping any that mostly repeats one already kept; stop at ``limit`` kept.
 
-    Each passage's words are read once, and only if a passage of another article needs them.
+    Each passage's words are read once, and only when it is compared with a passage whose span it
+    does not share (of another article, or of another part of its own).
     """
-    read: dict[str, set[str]] = {}
+    read: dict[int, set[str]] = {}  # by object: an excerpt may share its passage's id
 
     def words(passage: Passage) -> set[str]:
-        if passage.id not in read:
-            read[passage.id] = set(tokens(passage.text))
-        return read[passage.id]
+        if id(passage) not in read:
+            read[id(passage)] = set(tokens(passage.text))
+        return read[id(passage)]
 
     kept: list[Passage] = []
     for passage in passages:
@@ -314,7 +315,7 @@ class Retriever:
         fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id],
                                      limit=wanted)
         if self.reranker is not None:
-            fused = rerank(self.reranker, query, fused[:max(k, self.rerank_candidates)])
+            fused = rerank(self.reranker, query, fused)
         chosen = fused[:k]
         return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated,
                      embed_s)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qa import retrieval
 from qa.ingest import ingest
 from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, rrf, search_text
 from qa.store import ChromaStore, Passage
@@ -19,7 +20,7 @@ def test_rrf_rewards_agreement() -> None:
     assert rrf([["a", "b"], ["b", "c"]])[0] == "b"
 
 
-def test_near_duplicates_are_dropped() -> None:
+def test_near_duplicates_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     a = Passage("1", "One two three four five.", "x", "T", "x", 0, 24)
     overlapping = Passage("2", "two three four five. Six.", "x", "T", "x", 4, 28)
     copy = Passage("3", "One two three four five.", "y", "T", "y", 0, 24)
@@ -29,6 +30,16 @@ def test_near_duplicates_are_dropped() -> None:
     more = Passage("5", "Salt flats.", "z", "T", "z", 0, 11)
     assert [p.id for p in drop_near_duplicates([a, overlapping, copy, other, more], limit=2)] == ["1", "4"]
     assert [p.id for p in drop_near_duplicates([a, overlapping, copy, other, more], limit=9)] == ["1", "4", "5"]
+    # and it reads each passage's words once, however many passages it is compared with
+    read: list[str] = []
+
+    def counted(text: str) -> list[str]:
+        read.append(text)
+        return text.split()
+
+    monkeypatch.setattr(retrieval, "tokens", counted)
+    drop_near_duplicates([a, overlapping, copy, other, more])
+    assert sorted(read) == sorted(p.text for p in (a, copy, other, more))  # `overlapping` shares a's span
 
 
 def test_follow_ups_carry_the_topic() -> None:
