@@ -189,6 +189,11 @@ class Settings:
     # the model reads the passages' best sentences, about this many tokens of them, in one reading
     # (qa.excerpt); 0: the readings above
     read_tokens: int = 0
+    # each search's best passage (dense and keyword) is placed among those read first (narrow_k, or
+    # all found), where fusion could bury a passage only one search finds: on every answerable
+    # question it kept the answer in what is read more often on both tuning collections and the
+    # reporting half (docs/quality.md, "Each search's best passage read first")
+    keep_bests: bool = True
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True
     # the checks switched off (names from qa.checks.SWITCHABLE)
@@ -265,6 +270,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "read-on": {"read_on": True},
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
+    "fused-order": {"keep_bests": False},
     "passages": {"read_tokens": 0, "first_tokens": 0, "more_tokens": 0},
     "sentences": {"read_tokens": 300},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,

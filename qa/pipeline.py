@@ -192,8 +192,10 @@ class Pipeline:
         dense similarity, the seconds spent embedding (the query, and sentences not met before), how
         many undated articles ``period`` left out, and the query's vector."""
         assert self.retriever is not None and self.sentences is not None
-        found = self.retriever.retrieve(question, history, k or self.settings.top_k,
-                                        mode=self.settings.retrieval, articles=articles, period=period)
+        k = k or self.settings.top_k
+        bests_within = (self.settings.narrow_k or k) if self.settings.keep_bests else 0
+        found = self.retriever.retrieve(question, history, k, mode=self.settings.retrieval, articles=articles,
+                                        period=period, bests_within=bests_within)
         started = time.perf_counter()
         passages, scored = found.passages, self.sentences.best(found.vector, found.passages)
         if self.settings.sentence_order and self.retriever.reranker is None and len(passages) > 1:

@@ -224,6 +224,29 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
     return sorted(scores, key=lambda item: -scores[item])
 
 
+def keep_bests(fused: Sequence[str], rankings: Sequence[Sequence[str]], within: int) -> list[str]:
+    """``fused`` with each ranking's first item moved up to place ``within`` if it lies further down.
+
+    Reciprocal rank fusion rewards agreement, so a passage that one search ranks first and the other
+    does not rank at all (a rare word only the keyword index matches, a paraphrase only the embedder
+    sees) can fall below passages both rank in the middle. Each search's best is kept among the
+    first ``within``, where the model reads; the others keep their order.
+
+    >>> keep_bests(["a", "b", "c", "d", "e"], [["a", "b"], ["e", "b"]], 3)
+    ['a', 'b', 'e', 'c', 'd']
+    >>> keep_bests(["a", "b", "c", "d", "e"], [["d"], ["e"]], 3)
+    ['a', 'd', 'e', 'b', 'c']
+    """
+    if within <= 0:
+        return list(fused)
+    late = [i for i in dict.fromkeys(r[0] for r in rankings if r) if i in fused[within:]]
+    if not late:
+        return list(fused)
+    rest = [i for i in fused if i not in late]
+    cut = max(within - len(late), 0)
+    return [*rest[:cut], *late, *rest[cut:]]
+
+
 def _overlap(a: Passage, b: Passage, words: Callable[[Passage], set[str]]) -> float:
     if a.article_id == b.article_id:
         shared = min(a.end, b.end) - max(a.start, b.start)
@@ -286,9 +309,13 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
-                 articles: Sequence[str] | None = None, period: Period | None = None) -> Found:
+                 articles: Sequence[str] | None = None, period: Period | None = None,
+                 bests_within: int = 0) -> Found:
         """The ``k`` best passages for the question, optionally only of ``articles`` and of articles
-        dated in ``period`` (which leaves out the undated ones and counts them in ``undated``)."""
+        dated in ``period`` (which leaves out the undated ones and counts them in ``undated``).
+
+        In hybrid mode without a reranker, each search's best passage is placed among the first
+        ``bests_within`` (:func:`keep_bests`; 0: fused order only)."""
         query = search_text(question, history)
         started = time.perf_counter()
         vector = self.embedder.embed([query])[0]
@@ -312,8 +339,11 @@ class Retriever:
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
         wanted = k if self.reranker is None else max(k, self.rerank_candidates)
-        fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id],
-                                     limit=wanted)
+        rankings = [[p.id for p in dense], keyword_ids]
+        order = rrf(rankings)
+        if bests_within > 0 and self.reranker is None:
+            order = keep_bests(order, rankings, bests_within)
+        fused = drop_near_duplicates([by_id[i] for i in order if i in by_id], limit=wanted)
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused)
         chosen = fused[:k]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from qa import retrieval
 from qa.ingest import ingest
-from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, rrf, search_text
+from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, keep_bests, rrf, search_text
 from qa.store import ChromaStore, Passage
 
 from .fakes import FakeEmbedder
@@ -18,6 +19,14 @@ SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
 def test_rrf_rewards_agreement() -> None:
     assert rrf([["a", "b"], ["b", "c"]])[0] == "b"
+
+
+def test_each_rankings_best_is_kept_within_reach() -> None:
+    fused = ["a", "b", "c", "d", "e", "f"]
+    assert keep_bests(fused, [["a"], ["b"]], 3) == fused  # already there: nothing moves
+    assert keep_bests(fused, [["a"], ["f", "a"]], 3) == ["a", "b", "f", "c", "d", "e"]
+    assert keep_bests(fused, [["e"], ["f"]], 2) == ["e", "f", "a", "b", "c", "d"]
+    assert keep_bests(fused, [[], ["f"]], 0) == fused
 
 
 def test_near_duplicates_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,6 +104,29 @@ def test_hybrid_retrieval_finds_rare_names_and_respects_the_filter(articles_dir:
     assert len({p.id for p in found.passages}) == len(found.passages) <= 4
     only = retriever.retrieve("Who is Kaliman?", [], k=4, articles=["004_b78515448f06fa10.txt"])
     assert only.passages and {p.source for p in only.passages} == {"004_b78515448f06fa10.txt"}
+
+
+class _BlindEmbedder(FakeEmbedder):
+    """The fake embedder, blind to a few words: what a real one misses in a paraphrase or a rare name."""
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        return super().embed([re.sub(r"(?i)\b(coca|growers|90s|1990s|usaid|dea)\b", "", t) for t in texts])
+
+
+def test_a_passage_only_the_keyword_search_finds_is_read_first(articles_dir: Path, tmp_path: Path) -> None:
+    embedder = _BlindEmbedder()
+    data = tmp_path / "data"
+    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
+    ingest(articles_dir, store, embedder, data)
+    retriever = Retriever(store, embedder, KeywordIndex(data / "keyword"))
+    question = "Which agencies did the leader of the coca growers fight in the 1990s?"
+    fused = retriever.retrieve(question, [], k=4).passages
+    best = store.get(retriever.keyword.search(question, 1))[0]  # type: ignore[union-attr]
+    assert "USAID" in best.text
+    assert best.id not in [p.id for p in fused]  # fusion alone buries it
+    kept = retriever.retrieve(question, [], k=4, bests_within=2).passages
+    nearest = store.query(embedder.embed([question])[0], 1)[0]  # the dense search's best
+    assert {p.id for p in kept[:2]} == {best.id, nearest.id}
 
 
 @pytest.mark.parametrize("change", ["version", "stop words"])
