@@ -189,10 +189,10 @@ class Settings:
     # the model reads the passages' best sentences, about this many tokens of them, in one reading
     # (qa.excerpt); 0: the readings above
     read_tokens: int = 0
-    # each search's best passage (dense and keyword) is placed among those read first (narrow_k, or
-    # all found), where fusion could bury a passage only one search finds: on every answerable
-    # question it kept the answer in what is read more often on both tuning collections and the
-    # reporting half (docs/quality.md, "Each search's best passage read first")
+    # each search's best passage (dense and keyword) is among those found, and among the narrow_k read
+    # first, where fusion and the best-sentence order could bury a passage only one search finds: the
+    # answer was then in what is read more often on the answerable questions of both tuning
+    # collections and the reporting half (docs/quality.md, "Each search's best passage read first")
     keep_bests: bool = True
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True

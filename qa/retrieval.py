@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .embedder import Embedder
 from .llm import Message
@@ -53,6 +53,7 @@ from .store import ChromaStore, Passage
 from .text import OPENERS, tokens, tokens_signature
 
 RRF_K = 60
+T = TypeVar("T")
 _FOLLOW_UP = re.compile(r"\b(they|them|their|it|its|he|she|his|her|him|that|those|this|these|there|the same)\b",
                         re.IGNORECASE)
 
@@ -224,27 +225,23 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
     return sorted(scores, key=lambda item: -scores[item])
 
 
-def keep_bests(fused: Sequence[str], rankings: Sequence[Sequence[str]], within: int) -> list[str]:
-    """``fused`` with each ranking's first item moved up to place ``within`` if it lies further down.
+def keep_bests(order: Sequence[T], bests: Collection[T], within: int) -> list[T]:
+    """``order`` with every one of ``bests`` among its first ``within`` (0: unchanged).
 
-    Reciprocal rank fusion rewards agreement, so a passage that one search ranks first and the other
-    does not rank at all (a rare word only the keyword index matches, a paraphrase only the embedder
-    sees) can fall below passages both rank in the middle. Each search's best is kept among the
-    first ``within``, where the model reads; the others keep their order.
+    Those already there keep their places and the others follow them; the rest keep their order.
 
-    >>> keep_bests(["a", "b", "c", "d", "e"], [["a", "b"], ["e", "b"]], 3)
+    >>> keep_bests(["a", "b", "c", "d", "e"], {"a", "e"}, 3)
     ['a', 'b', 'e', 'c', 'd']
-    >>> keep_bests(["a", "b", "c", "d", "e"], [["d"], ["e"]], 3)
-    ['a', 'd', 'e', 'b', 'c']
+    >>> keep_bests(["a", "b", "c", "d", "e"], {"c", "e"}, 3)
+    ['a', 'c', 'e', 'b', 'd']
     """
     if within <= 0:
-        return list(fused)
-    late = [i for i in dict.fromkeys(r[0] for r in rankings if r) if i in fused[within:]]
-    if not late:
-        return list(fused)
-    rest = [i for i in fused if i not in late]
-    cut = max(within - len(late), 0)
-    return [*rest[:cut], *late, *rest[cut:]]
+        return list(order)
+    chosen = [i for i in dict.fromkeys(order) if i in bests]
+    room = max(within - len(chosen), 0)
+    head = [i for i in order[:within] if i not in bests][:room]
+    first = [i for i in order if i in bests or i in head]
+    return first + [i for i in order if i not in first]
 
 
 def _overlap(a: Passage, b: Passage, words: Callable[[Passage], set[str]]) -> float:
@@ -289,6 +286,7 @@ class Found:
     vector: list[float] = field(default_factory=list)  # the query's embedding
     undated: int = 0  # articles a period left out for having no date
     embed_s: float = 0.0  # the time spent embedding the query
+    bests: list[str] = field(default_factory=list)  # ids of each search's best passage, when kept
 
 
 class Retriever:
@@ -314,8 +312,10 @@ class Retriever:
         """The ``k`` best passages for the question, optionally only of ``articles`` and of articles
         dated in ``period`` (which leaves out the undated ones and counts them in ``undated``).
 
-        In hybrid mode without a reranker, each search's best passage is placed among the first
-        ``bests_within`` (:func:`keep_bests`; 0: fused order only)."""
+        In hybrid mode without a reranker, each search's best passage is kept among the first
+        ``bests_within`` (:func:`keep_bests`; 0: fused order only) and named in ``Found.bests``:
+        reciprocal rank fusion rewards agreement, so it buries a passage that one search ranks
+        first and the other not at all."""
         query = search_text(question, history)
         started = time.perf_counter()
         vector = self.embedder.embed([query])[0]
@@ -339,13 +339,11 @@ class Retriever:
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
         wanted = k if self.reranker is None else max(k, self.rerank_candidates)
-        rankings = [[p.id for p in dense], keyword_ids]
-        order = rrf(rankings)
-        if bests_within > 0 and self.reranker is None:
-            order = keep_bests(order, rankings, bests_within)
-        fused = drop_near_duplicates([by_id[i] for i in order if i in by_id], limit=wanted)
+        order = [i for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id]
+        bests = {r[0] for r in ([p.id for p in dense], keyword_ids) if r} if self.reranker is None else set()
+        fused = drop_near_duplicates([by_id[i] for i in keep_bests(order, bests, bests_within)], limit=wanted)
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused)
         chosen = fused[:k]
         return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated,
-                     embed_s)
+                     embed_s, [p.id for p in chosen if p.id in bests and bests_within > 0])
