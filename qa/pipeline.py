@@ -197,15 +197,15 @@ class Pipeline:
                                         period=period, bests_within=k if self.settings.keep_bests else 0)
         started = time.perf_counter()
         passages, scored = found.passages, self.sentences.best(found.vector, found.passages)
+        order = list(range(len(passages)))
         if self.settings.sentence_order and self.retriever.reranker is None and len(passages) > 1:
             # (a cross-encoder, which reads question and passage together, orders them better)
             order = fuse_orders([score for score, _ in scored])
-            passages, scored = [passages[i] for i in order], [scored[i] for i in order]
-        if found.bests and self.settings.narrow_k:
+        if found.bests and not self.settings.read_tokens:
             # each search's best passage is read first, whatever its best sentence's rank
-            order = keep_bests(list(range(len(passages))), {i for i, p in enumerate(passages) if p.id in found.bests},
+            order = keep_bests(order, {i for i, p in enumerate(passages) if p.id in found.bests},
                                self.settings.narrow_k)
-            passages, scored = [passages[i] for i in order], [scored[i] for i in order]
+        passages, scored = [passages[i] for i in order], [scored[i] for i in order]
         embed_s = found.embed_s + time.perf_counter() - started
         retrieved = Retrieved(passages, [sentence for _, sentence in scored], len(passages), found.query)
         return retrieved, found.best_similarity, embed_s, found.undated, found.vector

@@ -226,22 +226,24 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
 
 
 def keep_bests(order: Sequence[T], bests: Collection[T], within: int) -> list[T]:
-    """``order`` with every one of ``bests`` among its first ``within`` (0: unchanged).
+    """``order`` (without repeats) with every one of ``bests`` among its first ``within``.
 
-    Those already there keep their places and the others follow them; the rest keep their order.
+    The bests go in their order first among the first ``within``, the others there follow them, and
+    the rest keep their order. Unchanged when ``within`` leaves no room for more than the bests
+    (the first of ``order`` then keeps its place).
 
     >>> keep_bests(["a", "b", "c", "d", "e"], {"a", "e"}, 3)
     ['a', 'b', 'e', 'c', 'd']
     >>> keep_bests(["a", "b", "c", "d", "e"], {"c", "e"}, 3)
     ['a', 'c', 'e', 'b', 'd']
     """
-    if within <= 0:
-        return list(order)
-    chosen = [i for i in dict.fromkeys(order) if i in bests]
-    room = max(within - len(chosen), 0)
-    head = [i for i in order[:within] if i not in bests][:room]
-    first = [i for i in order if i in bests or i in head]
-    return first + [i for i in order if i not in first]
+    order = list(dict.fromkeys(order))
+    chosen = [i for i in order if i in bests]
+    if within <= len(chosen):
+        return order
+    others = [i for i in order if i not in bests]
+    room = within - len(chosen)
+    return [i for i in order if i in bests or i in others[:room]] + others[room:]
 
 
 def _overlap(a: Passage, b: Passage, words: Callable[[Passage], set[str]]) -> float:
@@ -286,7 +288,7 @@ class Found:
     vector: list[float] = field(default_factory=list)  # the query's embedding
     undated: int = 0  # articles a period left out for having no date
     embed_s: float = 0.0  # the time spent embedding the query
-    bests: list[str] = field(default_factory=list)  # ids of each search's best passage, when kept
+    bests: list[str] = field(default_factory=list)  # ids of the passages a search ranked first (bests_within)
 
 
 class Retriever:
@@ -340,10 +342,11 @@ class Retriever:
         by_id.update({p.id: p for p in self.store.get(missing)})
         wanted = k if self.reranker is None else max(k, self.rerank_candidates)
         order = [i for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id]
-        bests = {r[0] for r in ([p.id for p in dense], keyword_ids) if r} if self.reranker is None else set()
-        fused = drop_near_duplicates([by_id[i] for i in keep_bests(order, bests, bests_within)], limit=wanted)
+        within = min(bests_within, k) if self.reranker is None else 0
+        bests = {r[0] for r in ([p.id for p in dense], keyword_ids) if r} if within > 0 else set()
+        fused = drop_near_duplicates([by_id[i] for i in keep_bests(order, bests, within)], limit=wanted)
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused)
         chosen = fused[:k]
         return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated,
-                     embed_s, [p.id for p in chosen if p.id in bests and bests_within > 0])
+                     embed_s, [p.id for p in chosen if p.id in bests])

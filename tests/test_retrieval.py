@@ -28,8 +28,10 @@ def test_the_bests_are_kept_within_reach() -> None:
     assert keep_bests(order, {"a", "b"}, 3) == order  # already there: nothing moves
     assert keep_bests(order, {"a", "f"}, 3) == ["a", "b", "f", "c", "d", "e"]
     assert keep_bests(order, {"c", "f"}, 3) == ["a", "c", "f", "b", "d", "e"]  # c stays within reach
-    assert keep_bests(order, {"e", "f"}, 2) == ["e", "f", "a", "b", "c", "d"]
-    assert keep_bests(order, {"f"}, 0) == keep_bests(order, set(), 3) == order
+    assert keep_bests(order, {"e", "f"}, 3) == ["a", "e", "f", "b", "c", "d"]
+    assert keep_bests(order, {"f"}, 0) == keep_bests(order, set(), 3) == keep_bests(order, {"f"}, 9) == order
+    assert keep_bests(order, {"e", "f"}, 2) == keep_bests(order, {"d", "e", "f"}, 3) == order  # no room
+    assert keep_bests(["a", "a", "b", "c"], {"c"}, 2) == ["a", "c", "b"]
 
 
 def test_near_duplicates_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,6 +146,8 @@ def test_each_searchs_best_passage_is_read_first(articles_dir: Path, tmp_path: P
     found, read, _ = pipeline.found_and_read(QUESTION)
     best = store.get(pipeline.retriever.keyword.search(QUESTION, 1))[0]  # type: ignore[union-attr]
     assert (best.id in {p.id for p in read}) is keep
+    nearest = store.query(embedder.embed([QUESTION])[0], 1)[0]  # the dense search's best
+    assert nearest.id in {p.id for p in read}
     assert len(read) == settings.narrow_k < len(found)
 
 
