@@ -189,11 +189,6 @@ class Settings:
     # the model reads the passages' best sentences, about this many tokens of them, in one reading
     # (qa.excerpt); 0: the readings above
     read_tokens: int = 0
-    # each search's best passage (dense and keyword) is among those found, and among the narrow_k read
-    # first, where fusion and the best-sentence order could bury a passage only one search finds: the
-    # answer was then in what is read more often on the answerable questions of both tuning
-    # collections and the reporting half (docs/quality.md, "Each search's best passage read first")
-    keep_bests: bool = True
     # order the passages found by their best sentence's likeness to the question as well (qa.focus)
     sentence_order: bool = True
     # the checks switched off (names from qa.checks.SWITCHABLE)
@@ -270,7 +265,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "read-on": {"read_on": True},
     "unjudged": {"without": frozenset({"judge"})},
     "passage-order": {"sentence_order": False},
-    "fused-order": {"keep_bests": False},
     "passages": {"read_tokens": 0, "first_tokens": 0, "more_tokens": 0},
     "sentences": {"read_tokens": 300},
     "plain": {"retrieval": "dense", "prompt": "plain", "check": False, "rewrite": False, "narrow_k": 0,

@@ -67,7 +67,7 @@ from .period import DateLike, Period
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .reply import SCHEMA, AnswerStream, parse_reply
 from .rerank import Reranker
-from .retrieval import KeywordIndex, Retriever, keep_bests, search_text
+from .retrieval import KeywordIndex, Retriever, search_text
 from .rewrite import standalone_question
 from .store import ChromaStore, Passage
 
@@ -192,20 +192,14 @@ class Pipeline:
         dense similarity, the seconds spent embedding (the query, and sentences not met before), how
         many undated articles ``period`` left out, and the query's vector."""
         assert self.retriever is not None and self.sentences is not None
-        k = k or self.settings.top_k
-        found = self.retriever.retrieve(question, history, k, mode=self.settings.retrieval, articles=articles,
-                                        period=period, bests_within=k if self.settings.keep_bests else 0)
+        found = self.retriever.retrieve(question, history, k or self.settings.top_k,
+                                        mode=self.settings.retrieval, articles=articles, period=period)
         started = time.perf_counter()
         passages, scored = found.passages, self.sentences.best(found.vector, found.passages)
-        order = list(range(len(passages)))
         if self.settings.sentence_order and self.retriever.reranker is None and len(passages) > 1:
             # (a cross-encoder, which reads question and passage together, orders them better)
             order = fuse_orders([score for score, _ in scored])
-        if found.bests and not self.settings.read_tokens:
-            # each search's best passage is read first, whatever its best sentence's rank
-            order = keep_bests(order, {i for i, p in enumerate(passages) if p.id in found.bests},
-                               self.settings.narrow_k)
-        passages, scored = [passages[i] for i in order], [scored[i] for i in order]
+            passages, scored = [passages[i] for i in order], [scored[i] for i in order]
         embed_s = found.embed_s + time.perf_counter() - started
         retrieved = Retrieved(passages, [sentence for _, sentence in scored], len(passages), found.query)
         return retrieved, found.best_similarity, embed_s, found.undated, found.vector

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .embedder import Embedder
 from .llm import Message
@@ -53,7 +53,6 @@ from .store import ChromaStore, Passage
 from .text import OPENERS, tokens, tokens_signature
 
 RRF_K = 60
-T = TypeVar("T")
 _FOLLOW_UP = re.compile(r"\b(they|them|their|it|its|he|she|his|her|him|that|those|this|these|there|the same)\b",
                         re.IGNORECASE)
 
@@ -225,27 +224,6 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[str]:
     return sorted(scores, key=lambda item: -scores[item])
 
 
-def keep_bests(order: Sequence[T], bests: Collection[T], within: int) -> list[T]:
-    """``order`` (without repeats) with every one of ``bests`` among its first ``within``.
-
-    The bests go in their order first among the first ``within``, the others there follow them, and
-    the rest keep their order. Unchanged when ``within`` leaves no room for more than the bests
-    (the first of ``order`` then keeps its place).
-
-    >>> keep_bests(["a", "b", "c", "d", "e"], {"a", "e"}, 3)
-    ['a', 'b', 'e', 'c', 'd']
-    >>> keep_bests(["a", "b", "c", "d", "e"], {"c", "e"}, 3)
-    ['a', 'c', 'e', 'b', 'd']
-    """
-    order = list(dict.fromkeys(order))
-    chosen = [i for i in order if i in bests]
-    if within <= len(chosen):
-        return order
-    others = [i for i in order if i not in bests]
-    room = within - len(chosen)
-    return [i for i in order if i in bests or i in others[:room]] + others[room:]
-
-
 def _overlap(a: Passage, b: Passage, words: Callable[[Passage], set[str]]) -> float:
     if a.article_id == b.article_id:
         shared = min(a.end, b.end) - max(a.start, b.start)
@@ -288,7 +266,6 @@ class Found:
     vector: list[float] = field(default_factory=list)  # the query's embedding
     undated: int = 0  # articles a period left out for having no date
     embed_s: float = 0.0  # the time spent embedding the query
-    bests: list[str] = field(default_factory=list)  # ids of the passages a search ranked first (bests_within)
 
 
 class Retriever:
@@ -309,15 +286,9 @@ class Retriever:
         self._lock = threading.Lock()
 
     def retrieve(self, question: str, history: Sequence[Message], k: int, mode: str = "hybrid",
-                 articles: Sequence[str] | None = None, period: Period | None = None,
-                 bests_within: int = 0) -> Found:
+                 articles: Sequence[str] | None = None, period: Period | None = None) -> Found:
         """The ``k`` best passages for the question, optionally only of ``articles`` and of articles
-        dated in ``period`` (which leaves out the undated ones and counts them in ``undated``).
-
-        In hybrid mode without a reranker, each search's best passage is kept among the first
-        ``bests_within`` (:func:`keep_bests`; 0: fused order only) and named in ``Found.bests``:
-        reciprocal rank fusion rewards agreement, so it buries a passage that one search ranks
-        first and the other not at all."""
+        dated in ``period`` (which leaves out the undated ones and counts them in ``undated``)."""
         query = search_text(question, history)
         started = time.perf_counter()
         vector = self.embedder.embed([query])[0]
@@ -341,12 +312,10 @@ class Retriever:
         missing = [i for i in keyword_ids if i not in by_id]
         by_id.update({p.id: p for p in self.store.get(missing)})
         wanted = k if self.reranker is None else max(k, self.rerank_candidates)
-        order = [i for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id]
-        within = min(bests_within, k) if self.reranker is None else 0
-        bests = {r[0] for r in ([p.id for p in dense], keyword_ids) if r} if within > 0 else set()
-        fused = drop_near_duplicates([by_id[i] for i in keep_bests(order, bests, within)], limit=wanted)
+        fused = drop_near_duplicates([by_id[i] for i in rrf([[p.id for p in dense], keyword_ids]) if i in by_id],
+                                     limit=wanted)
         if self.reranker is not None:
             fused = rerank(self.reranker, query, fused)
         chosen = fused[:k]
         return Found([replace(p) for p in chosen], dense[0].score if dense else 0.0, query, vector, undated,
-                     embed_s, [p.id for p in chosen if p.id in bests])
+                     embed_s)

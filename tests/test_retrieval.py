@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from qa import retrieval
-from qa.config import Settings
 from qa.ingest import ingest
-from qa.pipeline import Pipeline
-from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, keep_bests, rrf, search_text
+from qa.retrieval import KeywordIndex, Retriever, drop_near_duplicates, rrf, search_text
 from qa.store import ChromaStore, Passage
 
-from .fakes import FakeEmbedder, FakeLLM
+from .fakes import FakeEmbedder
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
 
 def test_rrf_rewards_agreement() -> None:
     assert rrf([["a", "b"], ["b", "c"]])[0] == "b"
-
-
-def test_the_bests_are_kept_within_reach() -> None:
-    order = ["a", "b", "c", "d", "e", "f"]
-    assert keep_bests(order, {"a", "b"}, 3) == order  # already there: nothing moves
-    assert keep_bests(order, {"a", "f"}, 3) == ["a", "b", "f", "c", "d", "e"]
-    assert keep_bests(order, {"c", "f"}, 3) == ["a", "c", "f", "b", "d", "e"]  # c stays within reach
-    assert keep_bests(order, {"e", "f"}, 3) == ["a", "e", "f", "b", "c", "d"]
-    assert keep_bests(order, {"f"}, 0) == keep_bests(order, set(), 3) == keep_bests(order, {"f"}, 9) == order
-    assert keep_bests(order, {"e", "f"}, 2) == keep_bests(order, {"d", "e", "f"}, 3) == order  # no room
-    assert keep_bests(["a", "a", "b", "c"], {"c"}, 2) == ["a", "c", "b"]
 
 
 def test_near_duplicates_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,45 +95,6 @@ def test_hybrid_retrieval_finds_rare_names_and_respects_the_filter(articles_dir:
     assert len({p.id for p in found.passages}) == len(found.passages) <= 4
     only = retriever.retrieve("Who is Kaliman?", [], k=4, articles=["004_b78515448f06fa10.txt"])
     assert only.passages and {p.source for p in only.passages} == {"004_b78515448f06fa10.txt"}
-
-
-class _BlindEmbedder(FakeEmbedder):
-    """The fake embedder, blind to a few words: what a real one misses in a paraphrase or a rare name."""
-
-    def embed(self, texts):  # type: ignore[no-untyped-def]
-        return super().embed([re.sub(r"(?i)\b(coca|growers|1990s|usaid)\b", "", t) for t in texts])
-
-
-QUESTION = "Which agencies did the leader of the coca growers fight in the 1990s?"
-
-
-def test_a_passage_only_the_keyword_search_finds_is_kept(articles_dir: Path, tmp_path: Path) -> None:
-    embedder = _BlindEmbedder()
-    data = tmp_path / "data"
-    store = ChromaStore(data / "chroma", embedder_name=embedder.name)
-    ingest(articles_dir, store, embedder, data)
-    retriever = Retriever(store, embedder, KeywordIndex(data / "keyword"))
-    fused = retriever.retrieve(QUESTION, [], k=4)
-    best = store.get(retriever.keyword.search(QUESTION, 1))[0]  # type: ignore[union-attr]
-    assert "USAID" in best.text
-    assert best.id not in [p.id for p in fused.passages] and not fused.bests  # fusion alone buries it
-    kept = retriever.retrieve(QUESTION, [], k=4, bests_within=4)
-    nearest = store.query(embedder.embed([QUESTION])[0], 1)[0]  # the dense search's best
-    assert set(kept.bests) == {best.id, nearest.id} <= {p.id for p in kept.passages}
-
-
-@pytest.mark.parametrize("keep", [True, False])
-def test_each_searchs_best_passage_is_read_first(articles_dir: Path, tmp_path: Path, keep: bool) -> None:
-    embedder = _BlindEmbedder()
-    settings = Settings(data_dir=tmp_path / "data", keep_bests=keep)
-    store = ChromaStore(settings.chroma_dir, embedder_name=embedder.name)
-    ingest(articles_dir, store, embedder, settings.data_dir)
-    pipeline = Pipeline(store, embedder, FakeLLM("NOT FOUND"), settings)
-    found, read, _ = pipeline.found_and_read(QUESTION)
-    best = store.get(pipeline.retriever.keyword.search(QUESTION, 1))[0]  # type: ignore[union-attr]
-    nearest = store.query(embedder.embed([QUESTION])[0], 1)[0]  # the dense search's best
-    assert (best.id in {p.id for p in read}) is (nearest.id in {p.id for p in read}) is keep
-    assert len(read) == settings.narrow_k < len(found)
 
 
 @pytest.mark.parametrize("change", ["version", "stop words"])
