@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qa.answer import STAGES, Answer, Retrieved
@@ -9,7 +11,7 @@ from qa.citations import check_citations
 from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
 from qa.pipeline import REFUSAL
-from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, passage_line
+from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, format_passages, passage_line
 from qa.rewrite import EXAMPLE, INSTRUCTION
 from qa.store import Passage
 
@@ -39,8 +41,9 @@ def test_worked_examples_pass_the_citation_check() -> None:
     refusals = 0
     for asked, answered in EXAMPLES:
         listed, question = asked.removeprefix("Passages:\n").split("\n\nQuestion: ")
-        texts = [line.split(") ", 1)[1] for line in listed.split("\n\n")]
+        texts = [re.sub(r"^\[\d+\] (\(Town paper\) )?", "", line) for line in listed.split("\n\n")]
         passages = [Passage(str(n), t, "x", "Town paper", "x.txt", 0, len(t)) for n, t in enumerate(texts)]
+        assert format_passages(passages) == listed  # laid out as every question's passages are
         if answered == NOT_FOUND:
             refusals += 1
             continue
@@ -129,8 +132,8 @@ def test_the_best_passages_are_read_first(fake_pipeline) -> None:  # type: ignor
 
 
 def _read_text(line: str) -> str:
-    """What the model read of one passage: its line of the prompt without the number and title."""
-    return line.split(") ", 1)[1]
+    """What the model read of one passage: its line of the prompt without the number and any title."""
+    return re.sub(r"^\[\d+\] (\([^)]*\) )?", "", line)
 
 
 def _whole_sentences(read: str, passage: str) -> bool:
@@ -431,7 +434,7 @@ def test_with_a_token_budget_the_model_reads_sentences_and_quotes_them(fake_pipe
     streamed, answer = _run(pipeline, TURNOUT)
     (call,) = llm.calls
     lines = _passage_lines(call)
-    read = [line.split(") ", 1)[1] for line in lines]
+    read = [_read_text(line) for line in lines]
     assert sum(estimate_tokens(t) for t in read) < sum(estimate_tokens(p.text) for p in passages)
     assert answer.timings["passage_tokens"] <= 120 + len(lines)
     assert answer.answered and streamed == answer.text
