@@ -14,6 +14,7 @@ citations and the passages it was made from) to a :class:`Verdict`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from .expect import mismatch
 from .polar import is_polar, unsupported
 from .prompt import strip_markers
 from .store import Passage
+from .text import OPENER, last_sentence, negates
 from .times import times, unnamed_times
 
 REFUSERS: dict[str, str] = {
@@ -35,6 +37,7 @@ REFUSERS: dict[str, str] = {
     "subject": "the quoted sentences share no word with the question",
     "polar": "a yes-or-no question answered with a yes, a no or a restatement its passages do not state",
     "time": "a year or decade the question names dates none of the quoted sentences",
+    "negation": "the question asks what is not so, and none of the quoted sentences negates anything",
     "judge": "the support judge finds that the quoted sentences do not state this answer to the question",
     "doubt": "the answering model itself found NOT FOUND a likely reply to the passages it answered from",
 }
@@ -123,7 +126,7 @@ def check_names(names: Sequence[str] | str) -> frozenset[str]:
     Traceback (most recent call last):
     ...
     ValueError: No check is called 'speed'. The checks are: retrieval, numbers, citations, guard, kind, subject, \
-polar, time, judge, doubt.
+polar, time, negation, judge, doubt.
     """
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
@@ -163,5 +166,31 @@ def _time(draft: Draft) -> Verdict:
     return passed("time")
 
 
-LEXICAL_CHECKS = [Check("kind", _kind), Check("subject", _subject), Check("polar", _polar), Check("time", _time)]
+_WHY = re.compile(rf"{OPENER}(?:why|how come)\b", re.IGNORECASE)
+
+
+def _negation(draft: Draft) -> Verdict:
+    """A question that asks what is not so ("which ferries never sailed?") is answered only from a
+    quoted sentence that negates something ("never", "not", "refused", ...): a sentence that negates
+    nothing states what is so, which answers the question without its "not". Only the question's
+    last sentence counts; a "why" question (whose answer is a cause) and a yes-or-no question (left
+    to ``polar``) pass.
+
+    >>> from qa.answer import Citation
+    >>> def quoting(quote, question="Which ferry never sailed?"):
+    ...     return Draft(question, "", "The Gull [1].", [Citation(1, "Port", "a.txt", "x", quote)], [])
+    >>> _negation(quoting("The Gull never left port.")).passed, _negation(quoting("The Gull sailed in May.")).passed
+    (True, False)
+    >>> _negation(quoting("A storm closed the harbour.", "Why didn't the ferry sail?")).passed
+    True
+    """
+    asked = last_sentence(draft.question)
+    if not negates(asked, strictly=True) or _WHY.match(asked) or is_polar(asked) \
+            or any(negates(c.quote) for c in draft.citations):
+        return passed("negation")
+    return failed("negation", REFUSERS["negation"])
+
+
+LEXICAL_CHECKS = [Check("kind", _kind), Check("subject", _subject), Check("polar", _polar), Check("time", _time),
+                  Check("negation", _negation)]
 """The checks of a drafted answer that read words only, in the order they run (the judge comes last)."""

@@ -20,7 +20,7 @@
         │ instruction found in a passage, or repeats the system prompt, is dropped
         ▼
     the checks of qa.checks, in order, the first that fails refusing: "kind", "subject",
-        │ "polar", "time", then "judge" (qa.judge): the model's probability that
+        │ "polar", "time", "negation", then "judge" (qa.judge): the model's probability that
         │ the quoted sentences state this answer to the question, against a threshold
         ▼
     refused, but not by the judge, and Settings.read_on? the model reads on: the same passages (still

@@ -37,7 +37,7 @@ import re
 from collections.abc import Sequence
 
 from .citations import bare_claim, key_terms, related
-from .text import OPENER, sentence_spans, stem
+from .text import DENIAL, OPENER, last_sentence, sentence_spans, stem
 
 HINT = "(Answer with what the passages state about it.)"
 
@@ -51,8 +51,6 @@ _EMBEDDED = re.compile(r"^\W*(?:can|could|would|will|do|did)\s+(?:you|anyone|som
                        re.IGNORECASE)
 _ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)
 _YES = re.compile(r"^\W*(?:yes|yeah|indeed|correct|true|that is right|that's right)\b", re.IGNORECASE)
-# a denial; not "no-confidence", "no-fly"
-_NEGATION = re.compile(r"\b(?:no|not|never|neither|nor|none|nobody|nothing)\b(?!-)|n['’]t\b", re.IGNORECASE)
 # words of a question that are about asking, not about the claim: "Is it true that…" (stems, as key terms are)
 _ASKING = frozenset(stem(w) for w in "yes yeah true correct right fact case really actually know tell think".split())
 # the past tenses a passage uses for a question's "did … win" (stems, as key terms are)
@@ -77,8 +75,7 @@ def is_polar(question: str) -> bool:
     (False, False)
     """
     text = question.strip().replace("’", "'")
-    spans = sentence_spans(text)
-    last = text[spans[-1][0]:spans[-1][1]] if spans else text
+    last = last_sentence(text)
     return (_POLAR.match(last) is not None and not _EMBEDDED.match(last)
             and not _ALTERNATIVE.search(last))
 
@@ -153,9 +150,9 @@ def unsupported(question: str, answer: str, texts: Sequence[str]) -> bool:
     """
     answer = bare_claim(answer)
     restated = restates(question, answer)
-    if _YES.match(answer) or (restated and not _NEGATION.search(answer)):
+    if _YES.match(answer) or (restated and not DENIAL.search(answer)):
         return not holds_claim(question, texts)
     if restated:  # a denial
         sentences = [text[a:b] for text in texts for a, b in sentence_spans(text)]
-        return not any(_NEGATION.search(s) and holds_claim(question, [s]) for s in sentences)
+        return not any(DENIAL.search(s) and holds_claim(question, [s]) for s in sentences)
     return False

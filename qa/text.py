@@ -7,7 +7,9 @@ One place for what every module reads text with, so that a word counts the same 
   (PyStemmer, the stemmer bm25s takes), so "ferries" and "ferry" are one word;
 - :func:`tokens`, the keyword index's tokens, built from those (:data:`TOKENS_VERSION` and
   :func:`tokens_signature` say when an index saved with other tokens must be rebuilt);
-- :func:`sentence_spans` and :func:`answer_sentences`, sentences as offsets into the text;
+- :func:`sentence_spans` and :func:`answer_sentences`, sentences as offsets into the text, and
+  :func:`last_sentence`;
+- :func:`negates`, whether a text says that something is not so;
 - the words for numbers, months and days (:func:`spelled_numbers`, :func:`decades`), and
   :data:`OPENER`, the "and", "so", "but" that open a follow-up question.
 
@@ -190,6 +192,16 @@ def _hard_split(text: str, span: Span, limit: int) -> list[Span]:
     return out
 
 
+def last_sentence(text: str) -> str:
+    """The last sentence of ``text``: what a question of several sentences asks.
+
+    >>> last_sentence("The ferry did not sail in May. When did it sail?")
+    'When did it sail?'
+    """
+    spans = sentence_spans(text)
+    return text[spans[-1][0]:spans[-1][1]] if spans else text
+
+
 def answer_sentences(text: str) -> list[Span]:
     """Spans of the sentences of an answer, line by line (a list item is a sentence of its own).
 
@@ -203,6 +215,32 @@ def answer_sentences(text: str) -> list[Span]:
         spans += [(line_start + a, line_start + b) for a, b in sentence_spans(line)]
         line_start += len(line) + 1
     return spans
+
+
+# A denial: "not", "no", "never", "-n't" ("didnt" too); not "no-confidence" or "No. 1". The stop
+# words hold "not", "no" and "nor", so the keyword search and the citation check never see one.
+DENIAL = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|nobody|nothing|nowhere)\b(?!-|\.\s*\d)|n['’]t\b"
+                    r"|\b(?:do|does|did|is|are|was|were|has|have|had|could|would|should|ca)nt\b", re.IGNORECASE)
+# words that say "not" in their meaning: "without", "refused", "failed", "denied", "banned", "non-", "-less"
+_NEGATIVE = re.compile(r"\bwithout\b|\b(?:refus|fail|lack|unable|absen|reject|den(?:y|ie|ial)|declin|cancel|"
+                       r"prevent|prohibit|forb[ia]d|bann|exclu)|\bnon-|\b(?!(?:regard|neverthe|nonethe)less)\w{3,}less\b",
+                       re.IGNORECASE)
+
+
+def negates(text: str, strictly: bool = False) -> bool:
+    """Does ``text`` say that something is not so: a :data:`DENIAL` or "without", or (unless
+    ``strictly``) a word that means it, such as "refused", "failed", "banned" or "pistonless"?
+
+    >>> negates("Which ferries never sailed?"), negates("The ferry didn’t sail."), negates("It sailed.")
+    (True, True, False)
+    >>> negates("The crew refused to sail."), negates("The crew refused to sail.", strictly=True)
+    (True, False)
+    >>> negates("Who backed the no-confidence vote?"), negates("Regardless, it sailed."), negates("No. 4 sailed.")
+    (False, False, False)
+    """
+    if DENIAL.search(text) or re.search(r"\bwithout\b", text, re.IGNORECASE):
+        return True
+    return not strictly and bool(_NEGATIVE.search(text))
 
 
 # "and", "so", "but" opening a question: "And how many came?" asks how many

@@ -331,6 +331,30 @@ def test_a_share_given_for_a_count_is_refused_by_the_kind_check_unless_it_is_off
     assert "refused_by" not in answer.to_dict()
 
 
+def test_a_negated_question_answered_from_a_sentence_that_negates_nothing_is_refused(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, llm = fake_pipeline("placeholder", first_tokens=0, more_tokens=0)  # whole passages
+    question = "How many Bolivians did not go to the polls?"
+    passages = pipeline.retrieve(question)
+    turnout = next(i for i, p in enumerate(passages, 1) if "6,483,893 Bolivians" in p.text)
+    went = f"About 6,483,893 Bolivians went to the polls [{turnout}]."
+    llm.replies = [went]
+    _, answer = _run(pipeline, question)
+    assert not answer.answered and answer.refused_by == "negation" and "not so" in answer.reason
+
+    pipeline, llm = fake_pipeline(went, without=frozenset({"negation"}), first_tokens=0, more_tokens=0)
+    _, answer = _run(pipeline, question)
+    assert answer.answered and "negation" not in [v.check for v in answer.checks]
+
+    question = "Which labor union confederation is not formally linked to the party?"
+    pipeline, llm = fake_pipeline("placeholder", first_tokens=0, more_tokens=0)
+    passages = pipeline.retrieve(question)
+    union = next(i for i, p in enumerate(passages, 1) if "is not formally linked" in p.text)
+    llm.replies = [f"The main labor union confederation, the COB, is not formally linked [{union}]."]
+    _, answer = _run(pipeline, question)
+    assert answer.answered, answer.reason
+    assert any(v.check == "negation" and v.passed for v in answer.checks)
+
+
 def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("NOT FOUND", check=False)
     _, answer = _run(pipeline, TURNOUT)
