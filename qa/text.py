@@ -192,6 +192,15 @@ def _hard_split(text: str, span: Span, limit: int) -> list[Span]:
     return out
 
 
+def with_apostrophes(text: str) -> str:
+    """``text`` with the "-n't" typed without its apostrophe given one.
+
+    >>> with_apostrophes("Wasnt it late? Didnt it sail? It went.")
+    "Wasn't it late? Didn't it sail? It went."
+    """
+    return re.sub(rf"\b({'|'.join(_CONTRACTED)})nt\b", r"\1n't", text, flags=re.IGNORECASE)
+
+
 def last_sentence(text: str) -> str:
     """The last sentence of ``text``: what a question of several sentences asks.
 
@@ -217,13 +226,15 @@ def answer_sentences(text: str) -> list[Span]:
     return spans
 
 
+# the verbs whose "-n't" is often typed without its apostrophe ("didnt"; not "wont", a word of its own)
+_CONTRACTED = ("do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "could", "would", "should", "ca")
 # A denial: "not", "no", "never", "-n't" ("didnt" too); not "no-confidence" or "No. 1". The stop
 # words hold "not", "no" and "nor", so the keyword search and the citation check never see one.
-DENIAL = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|nobody|nothing|nowhere)\b(?!-|\.\s*\d)|n['’]t\b"
-                    r"|\b(?:do|does|did|is|are|was|were|has|have|had|could|would|should|ca)nt\b", re.IGNORECASE)
+DENIAL = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|nobody|nothing|nowhere)\b(?!-|\.\s*\d)|\bno-one\b"
+                    rf"|n['’]t\b|\b(?:{'|'.join(_CONTRACTED)})nt\b", re.IGNORECASE)
 # words that say "not" in their meaning: "without", "refused", "failed", "denied", "banned", "non-", "-less"
 _NEGATIVE = re.compile(r"\bwithout\b|\b(?:refus|fail|lack|unable|absen|reject|den(?:y|ie|ial)|declin|cancel|"
-                       r"prevent|prohibit|forb[ia]d|bann|exclu)|\bnon-|\b(?!(?:regard|neverthe|nonethe)less)\w{3,}less\b",
+                       r"prevent|prohibit|forb[ia]d|bann(?:ed|ing)\b|exclu(?:de|ding|sion))|\bnon-|\b(?!(?:regard|neverthe|nonethe)less)\w{3,}less\b",
                        re.IGNORECASE)
 
 
