@@ -232,10 +232,10 @@ _CONTRACTED = ("do", "does", "did", "is", "are", "was", "were", "has", "have", "
 # words hold "not", "no" and "nor", so the keyword search and the citation check never see one.
 DENIAL = re.compile(r"\b(?:not|no|never|none|nor|neither|cannot|nobody|nothing|nowhere)\b(?!-|\.\s*\d)|\bno-one\b"
                     rf"|n['’]t\b|\b(?:{'|'.join(_CONTRACTED)})nt\b", re.IGNORECASE)
-# words that say "not" in their meaning: "without", "refused", "failed", "denied", "banned", "non-", "-less"
-_NEGATIVE = re.compile(r"\bwithout\b|\b(?:refus|fail|lack|unable|absen|reject|den(?:y|ie|ial)|declin|cancel|"
-                       r"prevent|prohibit|forb[ia]d|bann(?:ed|ing)\b|exclu(?:de|ding|sion))|\bnon-|\b(?!(?:regard|neverthe|nonethe)less)\w{3,}less\b",
-                       re.IGNORECASE)
+# words that say "not" in their meaning: "refused", "failed", "denied", "banned", "non-", "-less"
+_NEGATIVE = re.compile(r"\b(?:refus|fail|lack|unable|absen|reject|den(?:y|ie|ial)|declin|cancel|prevent|prohibit|"
+                       r"forb[ia]d|bann(?:ed|ing)\b|exclu(?:de|ding|sion))|\bnon-"
+                       r"|\b(?!(?:regard|neverthe|nonethe)less)\w{3,}less\b", re.IGNORECASE)
 
 
 def negates(text: str, strictly: bool = False) -> bool:
