@@ -1,8 +1,8 @@
 """The checks an answer must pass, behind one interface: a name, and a verdict with its reason.
 
 Every way an answer can be refused has a name from :data:`REFUSERS`, and ``Answer.refused_by``
-holds the one that refused it, with ``Answer.reason`` in a short sentence. Two checks look at
-what retrieval found before the model is asked (``retrieval``, ``numbers``); ``model`` is the
+holds the one that refused it, with ``Answer.reason`` in a short sentence. Three checks look at
+what retrieval found before the model is asked (``retrieval``, ``numbers``, ``opposite``); ``model`` is the
 model's own reply that the passages do not say; the rest read the model's answer, in the order of
 :func:`answer_checks`, and the first that fails refuses it. Each check but ``model`` can be
 switched off alone (``Settings.without``; ``qa eval --without NAME``), which is how
@@ -30,6 +30,8 @@ from .times import times, unnamed_times
 REFUSERS: dict[str, str] = {
     "retrieval": "no passage found is close enough to the question",
     "numbers": "a number the question names is in none of the passages found",
+    "opposite": "what the model would read holds the opposite of a word of the question (\"least\" for \"most\") "
+                "and never the word",
     "model": "the model replied that the passages do not say",
     "citations": "no sentence of the reply is supported by a passage it cites",
     "guard": "every supported sentence follows or repeats an instruction found in a passage",
@@ -125,8 +127,8 @@ def check_names(names: Sequence[str] | str) -> frozenset[str]:
     >>> check_names(["speed"])
     Traceback (most recent call last):
     ...
-    ValueError: No check is called 'speed'. The checks are: retrieval, numbers, citations, guard, kind, subject, \
-polar, time, negation, judge, doubt.
+    ValueError: No check is called 'speed'. The checks are: retrieval, numbers, opposite, citations, guard, kind, \
+subject, polar, time, negation, judge, doubt.
     """
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]

@@ -10,8 +10,11 @@
         │ best passage too far from the question ("retrieval"), or a number of the question
         │ in none of the passages ("numbers"): refuse without asking the model
         ▼
-    prompt (constant system prompt first, the 3 best passages cut to their best sentences (qa.excerpt),
-        │ question) ──> LLM, streamed
+    what the model reads: the 3 best passages cut to their best sentences (qa.excerpt)
+        │ they hold the opposite of a word of the question and never the word ("opposite",
+        │ qa.opposites): refuse without asking the model
+        ▼
+    prompt (constant system prompt first, what the model reads, question) ──> LLM, streamed
         │ markers normalised while streaming: an invalid [n] is never shown; with
         │ QA_PROMPT=json the reply is JSON held to a schema, its answer streamed out of it
         ▼
@@ -63,6 +66,7 @@ from .glossary import strip_expansions
 from .guard import screen_answer
 from .judge import SupportJudge
 from .llm import LLM, Message
+from .opposites import opposed
 from .period import DateLike, Period
 from .prompt import NOT_FOUND, build_messages, protected_shingles, strip_markers
 from .reply import SCHEMA, AnswerStream, parse_reply
@@ -263,6 +267,18 @@ class Pipeline:
             return failed("numbers", f"{', '.join(sorted(asked))} is in none of the passages found")
         return None
 
+    def _opposite(self, question: str, reading: Sequence[Passage]) -> Verdict | None:
+        """The verdict that refuses a question whose word the model would read only as its opposite
+        (:func:`qa.opposites.opposed`); else ``None``."""
+        if not self.settings.check or "opposite" in self.settings.without:
+            return None
+        pair = opposed(question, [p.text for p in reading])
+        if pair is None:
+            return None
+        asked, said = pair
+        return failed("opposite", f"the passages read say “{said}” where the question says “{asked}”, "
+                                  f"and never “{asked}”")
+
     def ask_stream(self, question: str, history: History = None, articles: Sequence[str] | None = None, *,
                    since: DateLike = None, until: DateLike = None) -> Iterator[Retrieved | str | Answer]:
         """Yield the passages found (:class:`Retrieved`), the answer's text piece by piece, then the
@@ -304,6 +320,9 @@ class Pipeline:
         query = standalone or search_text(question, turns)
 
         missing = self._evidence(asked, passages, best)
+        reading = self.reading(asked, vector, passages) if missing is None else []
+        if missing is None:
+            missing = self._opposite(asked, reading)
         if missing is not None:
             yield replace(found, reading=0, query=query)
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
@@ -312,7 +331,6 @@ class Pipeline:
                          reason=missing.reason, checks=[missing], undated=undated)
             return
 
-        reading = self.reading(asked, vector, passages)
         found = read_first(found, reading)
         passages = found.passages
         excerpted = self.settings.read_tokens > 0

@@ -355,6 +355,23 @@ def test_a_negated_question_answered_from_a_sentence_that_negates_nothing_is_ref
     assert any(v.check == "negation" and v.passed for v in answer.checks)
 
 
+def test_a_question_whose_reading_holds_only_its_opposite_is_refused_before_the_model(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    question = "What was the lowest participation rate?"
+    pipeline, llm = fake_pipeline("NOT FOUND")
+    _, answer = _run(pipeline, question)
+    assert not answer.answered and answer.refused_by == "opposite" and not llm.calls
+    assert "\u201chighest\u201d" in answer.reason and "\u201clowest\u201d" in answer.reason
+    assert [v.check for v in answer.checks] == ["opposite"] and answer.timings["total_s"] > 0
+
+    pipeline, llm = fake_pipeline("NOT FOUND", without=frozenset({"opposite"}))
+    _, answer = _run(pipeline, question)
+    assert llm.calls and answer.refused_by == "model"
+
+    pipeline, llm = fake_pipeline("NOT FOUND")  # a yes-or-no question: its answer may be the opposite
+    _, answer = _run(pipeline, "Was the participation rate the lowest ever?")
+    assert llm.calls and answer.refused_by != "opposite"
+
+
 def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("NOT FOUND", check=False)
     _, answer = _run(pipeline, TURNOUT)
