@@ -364,7 +364,7 @@ def check_table(records: Sequence[Record], threshold: float | None = None) -> di
 
     table: dict[str, dict[str, int]] = {}
     for r in records:
-        if not r.answered and r.refused_by in ("model", "retrieval", "numbers", "citations", "guard"):
+        if not r.answered and r.refused_by in ("model", "retrieval", "numbers", "opposite", "citations", "guard"):
             failing = [r.refused_by]
         else:
             failing = [str(c.get("check")) for c in r.checks if fails(c)]

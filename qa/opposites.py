@@ -7,8 +7,12 @@ of the same meaning), any answer drawn from it answers the other question.
 
 Each entry is two sets of words of opposite meaning, with the forms a verb takes: degree and size,
 order in time, direction and place, and a few common opposites. A word made opposite by "un-" or
-"non-" ("unusual", "non-violent") is read as the opposite of the word without it. Words with
-another common sense ("first" and "last", "start" and "end", "fall", "following") are left out.
+"non-" ("unusual", "nonviolent") is read as the opposite of the word without it; written with a
+hyphen ("non-religious") it is often a name for a kind of thing, and is read as two words. Left out: words
+with another common sense ("first" and "last", "start" and "end", "later", "lower", "fall",
+"following"), and opposites that tell one fact from either side ("won" and "lost", "imported" and
+"exported", "gained" and "lost"); a comparison with "than" ("larger than", "at least") is read as
+neither side, for the same reason.
 """
 
 from __future__ import annotations
@@ -17,39 +21,45 @@ import re
 from collections.abc import Iterable
 
 from .polar import is_polar
-from .text import last_sentence, with_apostrophes, words
+from .text import last_sentence, negates, with_apostrophes, words
 
 _PAIRS = [
     # degree and size
-    ("most", "least fewest"), ("more", "less fewer"), ("highest tallest", "lowest"), ("higher taller", "lower"),
+    ("most", "least fewest"), ("more", "less fewer"), ("highest tallest", "lowest"),
     ("largest biggest greatest", "smallest"), ("larger bigger greater", "smaller"), ("longest", "shortest"),
     ("longer", "shorter"), ("maximum", "minimum"), ("oldest", "youngest newest"), ("older", "younger newer"),
     ("best", "worst"), ("better", "worse"), ("majority", "minority"),
     ("increase increases increased increasing rise rises rose risen rising grow grows grew grown growing",
      "decrease decreases decreased decreasing reduce reduces reduced reducing decline declines declined declining"),
     # order in time
-    ("before prior earlier preceding", "after later"), ("earliest", "latest"),
+    ("before prior earlier preceding", "after"), ("earliest", "latest"),
     # direction and place
     ("north", "south"), ("east", "west"), ("northern", "southern"), ("eastern", "western"),
     ("northeast", "southwest"), ("northwest", "southeast"), ("above", "below"), ("inside", "outside"),
-    ("upper", "lower"),
     # common opposites
-    ("public", "private"), ("import imports imported", "export exports exported"),
-    ("win wins won winning", "lose loses lost losing"), ("success successful", "failure"),
-    ("positive", "negative"), ("gain gains gained", "loss losses"),
+    ("public", "private"), ("success successful", "failure"), ("positive", "negative"),
     ("accept accepts accepted", "reject rejects rejected"),
 ]
 
-OPPOSITES: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-"""For a word: the words of the same meaning (itself among them), and those of the opposite meaning."""
-for _one, _other in _PAIRS:
-    for _same, _opposite in ((frozenset(_one.split()), frozenset(_other.split())),
-                             (frozenset(_other.split()), frozenset(_one.split()))):
-        for _word in _same:
-            _had = OPPOSITES.get(_word, (frozenset(), frozenset()))
-            OPPOSITES[_word] = (_had[0] | _same, _had[1] | _opposite)
 
-_NEGATED = re.compile(r"^(?:un|non)-?([a-z]{5,})$")  # "unofficial", "non-violent"; not "unless", "unit"
+def _table(pairs: list[tuple[str, str]]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    table: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    for one, other in pairs:
+        for same, opposite in ((frozenset(one.split()), frozenset(other.split())),
+                               (frozenset(other.split()), frozenset(one.split()))):
+            for word in same:
+                had_same, had_opposite = table.get(word, (frozenset(), frozenset()))
+                table[word] = (had_same | same, had_opposite | opposite)
+    return table
+
+
+OPPOSITES = _table(_PAIRS)
+"""For a word: the words of the same meaning (itself among them), and those of the opposite meaning."""
+
+_NEGATED = re.compile(r"^(?:un|non)([a-z]{5,})$")  # "unofficial", "nonviolent"; not "unless", "unit"
+# a comparison, which can be told from either side, and a bound: "larger than", "at least", "no fewer"
+_COMPARED = re.compile(r"\b[a-z]+ than\b|\b(?:at|no) (?:the )?(?:least|most|fewer|less|more|earliest|latest)\b"
+                       r"|\bmore or less\b", re.IGNORECASE)
 
 
 def _negated(word: str) -> str | None:
@@ -57,10 +67,23 @@ def _negated(word: str) -> str | None:
     return match.group(1) if match else None
 
 
-def opposed(question: str, texts: Iterable[str]) -> tuple[str, str] | None:
+def _plain(text: str) -> str:
+    return _COMPARED.sub(" ", text)
+
+
+def _asked(sentence: str) -> list[str]:
+    """The words of a question that may be asked as opposites: not a name ("West", "Rose"), which is
+    a word written with a capital after the first."""
+    kept = [w for n, w in enumerate(_plain(sentence).split()) if n == 0 or not w.lstrip("\"'“‘(")[:1].isupper()]
+    return words(" ".join(kept))
+
+
+def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tuple[str, str] | None:
     """A word of the question's last sentence and its opposite, when ``texts`` hold the opposite
-    and never the word (nor one of the same meaning); else ``None``. A yes-or-no question passes:
-    the opposite may be its answer ("no, the highest").
+    and never the word (nor one of the same meaning); else ``None``. With ``own`` (what the user
+    typed, of which ``question`` is a rewrite), only a word the user used counts. A yes-or-no question passes
+    (the opposite may be its answer: "no, the highest"), as does one that negates (left to the
+    ``negation`` check) or names both opposites ("higher or lower?").
 
     >>> opposed("Which is the least visited lighthouse?", ["The most visited lighthouse is on the cape."])
     ('least', 'most')
@@ -74,21 +97,36 @@ def opposed(question: str, texts: Iterable[str]) -> tuple[str, str] | None:
     True
     >>> opposed("Was it the least visited lighthouse?", ["It was the most visited one."]) is None
     True
+    >>> opposed("Which pier is longer than the old one?", ["The old pier is shorter than the new."]) is None
+    True
+    >>> opposed("Which is the most visited lighthouse?", ["At least 900 people visit it."]) is None
+    True
+    >>> opposed("What did the mayor say in the North Hall?", ["In the south wing she spoke."]) is None
+    True
+    >>> opposed("Which protest was violent?", ["Only the nonviolent march took place."])
+    ('violent', 'nonviolent')
+    >>> opposed("What did the ferry do before the storm?", ["After it, the ferry sailed."], own="And then?") is None
+    True
     """
     last = with_apostrophes(last_sentence(question))
-    if is_polar(last):
+    if is_polar(last) or negates(last, strictly=True):
         return None
-    asked = words(last)
-    said = [w for text in texts for w in words(text)]
+    asked = _asked(last)
+    if own is not None:
+        mine = set(words(_plain(own)))
+        asked = [w for w in asked if w in mine]
+    said = [w for text in texts for w in words(_plain(text))]
     said_words = set(said)
     for word in dict.fromkeys(asked):
         same, opposite = OPPOSITES.get(word, (frozenset(), frozenset()))
+        if opposite & set(asked):  # "higher or lower?"
+            continue
         if opposite and not same & said_words:
             found = next((w for w in said if w in opposite), None)
             if found:
                 return word, found
         base = _negated(word)
-        if base and word not in said_words and base in said_words:
+        if base and base not in asked and word not in said_words and base in said_words:
             return word, base
         if word not in said_words and any(_negated(w) == word for w in said_words):
             return word, next(w for w in said if _negated(w) == word)
