@@ -371,6 +371,14 @@ def test_a_question_whose_reading_holds_only_its_opposite_is_refused_before_the_
     _, answer = _run(pipeline, "Was the participation rate the lowest ever?")
     assert llm.calls and answer.refused_by != "opposite"
 
+    # a follow-up: the word must be the user's own, not only the rewrite's
+    pipeline, llm = fake_pipeline(question, "NOT FOUND")
+    answer = pipeline.ask("And what about the rate?", [("How many Bolivians voted?", "About 6.4 million [1].")])
+    assert answer.query == question and len(llm.calls) == 2 and answer.refused_by == "model"
+    pipeline, llm = fake_pipeline(question, "NOT FOUND")
+    answer = pipeline.ask("And the lowest rate?", [("How many Bolivians voted?", "About 6.4 million [1].")])
+    assert answer.query == question and len(llm.calls) == 1 and answer.refused_by == "opposite"
+
 
 def test_without_the_check_there_is_one_reading_of_all_passages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("NOT FOUND", check=False)
