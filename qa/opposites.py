@@ -8,11 +8,12 @@ of the same meaning), any answer drawn from it answers the other question.
 Each entry is two sets of words of opposite meaning, with the forms a verb takes: degree and size,
 order in time, direction and place, and a few common opposites. A word made opposite by "un-" or
 "non-" ("unusual", "nonviolent") is read as the opposite of the word without it; written with a
-hyphen ("non-religious") it is often a name for a kind of thing, and is read as two words. Left out: words
-with another common sense ("first" and "last", "start" and "end", "later", "lower", "fall",
-"following"), and opposites that tell one fact from either side ("won" and "lost", "imported" and
-"exported", "gained" and "lost"); a comparison with "than" ("larger than", "at least") is read as
-neither side, for the same reason.
+hyphen ("non-religious") it is often a name for a kind of thing, and is read as two words. Left
+out: words with another common sense ("first" and "last", "start" and "end", "lower", "fall";
+"earlier" and "later" count only as words of the same meaning as "before" and "after"), and
+opposites that tell one fact from either side ("won" and "lost", "imported" and "exported").
+Neither side is read in a comparison with "than" or a bound ("larger than", "at least"), which
+can be told from either side, nor in a name (a capitalised word other than a sentence's first).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _PAIRS = [
     ("increase increases increased increasing rise rises rose risen rising grow grows grew grown growing",
      "decrease decreases decreased decreasing reduce reduces reduced reducing decline declines declined declining"),
     # order in time
-    ("before prior earlier preceding", "after"), ("earliest", "latest"),
+    ("before", "after"), ("earliest", "latest"),
     # direction and place
     ("north", "south"), ("east", "west"), ("northern", "southern"), ("eastern", "western"),
     ("northeast", "southwest"), ("northwest", "southeast"), ("above", "below"), ("inside", "outside"),
@@ -41,40 +42,49 @@ _PAIRS = [
     ("accept accepts accepted", "reject rejects rejected"),
 ]
 
+# words of the same meaning as a word of the table that are never read as an opposite, having
+# another common sense ("earlier this week", "later that day")
+_ALSO = {"before": "prior earlier preceding", "after": "later afterwards following"}
 
-def _table(pairs: list[tuple[str, str]]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+
+def _table(pairs: list[tuple[str, str]], also: dict[str, str]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
     table: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     for one, other in pairs:
         for same, opposite in ((frozenset(one.split()), frozenset(other.split())),
                                (frozenset(other.split()), frozenset(one.split()))):
             for word in same:
                 had_same, had_opposite = table.get(word, (frozenset(), frozenset()))
-                table[word] = (had_same | same, had_opposite | opposite)
+                table[word] = (had_same | same | frozenset(also.get(word, "").split()), had_opposite | opposite)
     return table
 
 
-OPPOSITES = _table(_PAIRS)
+OPPOSITES = _table(_PAIRS, _ALSO)
 """For a word: the words of the same meaning (itself among them), and those of the opposite meaning."""
 
 _NEGATED = re.compile(r"^(?:un|non)([a-z]{5,})$")  # "unofficial", "nonviolent"; not "unless", "unit"
-# a comparison, which can be told from either side, and a bound: "larger than", "at least", "no fewer"
-_COMPARED = re.compile(r"\b[a-z]+ than\b|\b(?:at|no) (?:the )?(?:least|most|fewer|less|more|earliest|latest)\b"
-                       r"|\bmore or less\b", re.IGNORECASE)
+_NOT_NEGATED = frozenset("""uncover uncovered uncovers uncovering unearth unearthed unearths unravel unravelled
+unraveled unravels nonsense nonprofit nonprofits""".split())  # "un-" and "non-" that do not deny the rest
+# a comparison, which can be told from either side, and a bound: "larger than", "more voters than",
+# "at least", "no fewer"
+_COMPARED = re.compile(r"\b(?:more|less|fewer|[a-z]+er)(?:\s+[a-z]+){0,3}?\s+than\b"
+                       r"|\b(?:at|no) (?:the )?(?:least|most|fewer|less|more|earliest|latest)\b|\bmore or less\b",
+                       re.IGNORECASE)
+_ENDS = tuple(".!?:;")
 
 
 def _negated(word: str) -> str | None:
     match = _NEGATED.match(word)
-    return match.group(1) if match else None
+    return match.group(1) if match and word not in _NOT_NEGATED else None
 
 
-def _plain(text: str) -> str:
-    return _COMPARED.sub(" ", text)
-
-
-def _asked(sentence: str) -> list[str]:
-    """The words of a question that may be asked as opposites: not a name ("West", "Rose"), which is
-    a word written with a capital after the first."""
-    kept = [w for n, w in enumerate(_plain(sentence).split()) if n == 0 or not w.lstrip("\"'“‘(")[:1].isupper()]
+def _unnamed(text: str) -> list[str]:
+    """The words of ``text`` that may be read as opposites: not a comparison (``_COMPARED``), nor a
+    name ("West", "Rose"), which is a word written with a capital other than a sentence's first."""
+    kept, opening = [], True
+    for token in _COMPARED.sub(" ", text).split():
+        if opening or not token.lstrip("\"'“‘(")[:1].isupper():
+            kept.append(token)
+        opening = token.rstrip("\"'”’)").endswith(_ENDS)
     return words(" ".join(kept))
 
 
@@ -103,6 +113,10 @@ def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tupl
     True
     >>> opposed("What did the mayor say in the North Hall?", ["In the south wing she spoke."]) is None
     True
+    >>> opposed("What did the mayor say after the vote?", ["Earlier, she met Rose Hill."]) is None
+    True
+    >>> opposed("Where did more voters go?", ["Fewer voters than ever went to the polls."]) is None
+    True
     >>> opposed("Which protest was violent?", ["Only the nonviolent march took place."])
     ('violent', 'nonviolent')
     >>> opposed("What did the ferry do before the storm?", ["After it, the ferry sailed."], own="And then?") is None
@@ -111,11 +125,11 @@ def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tupl
     last = with_apostrophes(last_sentence(question))
     if is_polar(last) or negates(last, strictly=True):
         return None
-    asked = _asked(last)
+    asked = _unnamed(last)
     if own is not None:
-        mine = set(words(_plain(own)))
+        mine = set(_unnamed(own))
         asked = [w for w in asked if w in mine]
-    said = [w for text in texts for w in words(_plain(text))]
+    said = [w for text in texts for w in _unnamed(text)]
     said_words = set(said)
     for word in dict.fromkeys(asked):
         same, opposite = OPPOSITES.get(word, (frozenset(), frozenset()))
@@ -128,6 +142,7 @@ def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tupl
         base = _negated(word)
         if base and base not in asked and word not in said_words and base in said_words:
             return word, base
-        if word not in said_words and any(_negated(w) == word for w in said_words):
+        if word not in said_words and not any(_negated(w) == word for w in asked) \
+                and any(_negated(w) == word for w in said_words):
             return word, next(w for w in said if _negated(w) == word)
     return None

@@ -267,17 +267,13 @@ class Pipeline:
             return failed("numbers", f"{', '.join(sorted(asked))} is in none of the passages found")
         return None
 
-    def _opposite(self, question: str, asked: str, vector: Sequence[float], passages: Sequence[Passage],
-                  reading: Sequence[Passage]) -> Verdict | None:
-        """The verdict that refuses a question whose word the model would read only as its opposite
-        (:func:`qa.opposites.opposed`), in its first reading and any second one; else ``None``. The
-        word must be the user's own, not only the rewrite's of a follow-up."""
+    def _opposite(self, question: str, asked: str, reading: Sequence[Passage]) -> Verdict | None:
+        """The verdict that refuses a question whose word the model would read first only as its
+        opposite (:func:`qa.opposites.opposed`); else ``None``. The word must be the user's own, not
+        only the rewrite's of a follow-up."""
         if not self.settings.check or "opposite" in self.settings.without:
             return None
-        read = list(reading)
-        if self.settings.read_on and self.settings.read_tokens <= 0:
-            read += self.rereading(asked, vector, passages, reading)
-        pair = opposed(asked, [p.text for p in read], own=question)
+        pair = opposed(asked, [p.text for p in reading], own=question)
         if pair is None:
             return None
         word, said = pair
@@ -327,7 +323,7 @@ class Pipeline:
         missing = self._evidence(asked, passages, best)
         reading = self.reading(asked, vector, passages) if missing is None else []
         if missing is None:
-            missing = self._opposite(question, asked, vector, passages, reading)
+            missing = self._opposite(question, asked, reading)
         if missing is not None:
             yield replace(found, reading=0, query=query)
             timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
