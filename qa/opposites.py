@@ -111,11 +111,11 @@ def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tupl
     True
     >>> opposed("Which is the most visited lighthouse?", ["At least 900 people visit it."]) is None
     True
-    >>> opposed("What did the mayor say in the North Hall?", ["In the south wing she spoke."]) is None
+    >>> opposed("What did the mayor say in the East Hall?", ["In the west wing she spoke."]) is None
     True
     >>> opposed("What did the mayor say after the vote?", ["Earlier, she met Rose Hill."]) is None
     True
-    >>> opposed("Where did more voters go?", ["Fewer voters than ever went to the polls."]) is None
+    >>> opposed("Where did more gulls nest?", ["Fewer gulls than ever nested on the cliffs."]) is None
     True
     >>> opposed("Which protest was violent?", ["Only the nonviolent march took place."])
     ('violent', 'nonviolent')
