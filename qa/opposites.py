@@ -91,32 +91,30 @@ def _unnamed(text: str) -> list[str]:
 def opposed(question: str, texts: Iterable[str], own: str | None = None) -> tuple[str, str] | None:
     """A word of the question's last sentence and its opposite, when ``texts`` hold the opposite
     and never the word (nor one of the same meaning); else ``None``. With ``own`` (what the user
-    typed, of which ``question`` is a rewrite), only a word the user used counts. A yes-or-no question passes
-    (the opposite may be its answer: "no, the highest"), as does one that negates (left to the
-    ``negation`` check) or names both opposites ("higher or lower?").
+    typed, of which ``question`` is a rewrite), only a word the user used counts. A yes-or-no
+    question passes (the opposite may be its answer: "no, the highest"), as does one that negates
+    (left to the ``negation`` check) or names both opposites ("higher or lower?").
 
     >>> opposed("Which is the least visited lighthouse?", ["The most visited lighthouse is on the cape."])
     ('least', 'most')
-    >>> opposed("Which lighthouse is least visited?", ["The least and the most visited ones."]) is None
-    True
     >>> opposed("What did the ferry do before the storm?", ["After the storm, the ferry sailed."])
     ('before', 'after')
     >>> opposed("What is the unofficial name of the bay?", ["Its official name is Grey Bay."])
     ('unofficial', 'official')
-    >>> opposed("Which town grew fastest?", ["The town's population rose quickly."]) is None
-    True
-    >>> opposed("Was it the least visited lighthouse?", ["It was the most visited one."]) is None
-    True
-    >>> opposed("Which pier is longer than the old one?", ["The old pier is shorter than the new."]) is None
-    True
-    >>> opposed("Which is the most visited lighthouse?", ["At least 900 people visit it."]) is None
-    True
-    >>> opposed("What did the mayor say in the East Hall?", ["In the west wing she spoke."]) is None
-    True
-    >>> opposed("What did the mayor say after the vote?", ["Earlier, she met Rose Hill."]) is None
-    True
-    >>> opposed("Where did more gulls nest?", ["Fewer gulls than ever nested on the cliffs."]) is None
-    True
+
+    Each of these passes: the word is read too, a word of the same meaning, a yes-or-no question, a
+    comparison on either side, a bound, a name.
+
+    >>> [opposed(question, [text]) for question, text in [
+    ...     ("Which lighthouse is least visited?", "The least and the most visited ones."),
+    ...     ("Which town grew fastest?", "The town's population rose quickly."),
+    ...     ("Was it the least visited lighthouse?", "It was the most visited one."),
+    ...     ("Which pier is longer than the old one?", "The old pier is shorter than the new."),
+    ...     ("Where did more gulls nest?", "Fewer gulls than ever nested on the cliffs."),
+    ...     ("Which is the most visited lighthouse?", "At least 900 people visit it."),
+    ...     ("What did the mayor say in the East Hall?", "In the west wing she spoke."),
+    ...     ("What did the mayor say after the vote?", "Earlier, she met Rose Hill.")]]
+    [None, None, None, None, None, None, None, None]
     >>> opposed("Which protest was violent?", ["Only the nonviolent march took place."])
     ('violent', 'nonviolent')
     >>> opposed("What did the ferry do before the storm?", ["After it, the ferry sailed."], own="And then?") is None

@@ -321,8 +321,8 @@ class Pipeline:
         query = standalone or search_text(question, turns)
 
         missing = self._evidence(asked, passages, best)
-        reading = self.reading(asked, vector, passages) if missing is None else []
         if missing is None:
+            reading = self.reading(asked, vector, passages)
             missing = self._opposite(question, asked, reading)
         if missing is not None:
             yield replace(found, reading=0, query=query)
