@@ -6,8 +6,10 @@ passage is cut down to whole sentences, chosen in rounds until the budget is
 spent: first every passage's best sentence (best first), then the sentences
 beside those (a sentence often needs the one before it for its "he" or "the
 deal"), then the rest by their likeness to the question. A sentence is kept
-whole or not at all; sentences not side by side in the passage are joined by
-:data:`GAP`. Citations still point at passages, and every quote is a sentence
+whole or not at all, and once: consecutive passages of a paragraph share a
+sentence, which is read in the first passage that keeps it, and the other
+passage gives its next best. Sentences not side by side in the passage are
+joined by :data:`GAP`. Citations still point at passages, and every quote is a sentence
 the model read (:func:`restore_citation`).
 
 Token counts are estimated (:func:`estimate_tokens`), not taken from the
@@ -88,7 +90,8 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
 
     ``scores[i][j]`` is the likeness to the question of sentence ``j`` of passage ``i`` (in the order
     of :func:`spans_of`). The first passage's best sentence is kept even when it alone is over the
-    budget; a passage none of whose sentences fit is left out.
+    budget; a passage none of whose sentences fit is left out. A sentence of an article that two
+    passages share is kept in one of them only.
 
     >>> a = Passage("a", "Rain fell. The ferry left at noon. Gulls sat.", "x", "T", "x.txt", 0, 45)
     >>> b = Passage("b", "The pier is old. It was built of oak.", "x", "T", "x.txt", 50, 87)
@@ -99,9 +102,17 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
     kept: list[set[int]] = [set() for _ in passages]
     used = 0
 
+    def repeated(i: int, j: int) -> bool:
+        """Whether sentence ``j`` of passage ``i`` overlaps, in their article, one kept of another passage."""
+        a, b = spans[i][j]
+        start, end, article = passages[i].start + a, passages[i].start + b, passages[i].article_id
+        return any(k != i and passages[k].article_id == article
+                   and passages[k].start + spans[k][m][0] < end and start < passages[k].start + spans[k][m][1]
+                   for k in range(len(passages)) for m in kept[k])
+
     def take(i: int, j: int, always: bool = False) -> None:
         nonlocal used
-        if j in kept[i] or not 0 <= j < len(spans[i]):
+        if j in kept[i] or not 0 <= j < len(spans[i]) or repeated(i, j):
             return
         a, b = spans[i][j]
         cost = estimate_tokens(passages[i].text[a:b]) + 1
@@ -109,9 +120,11 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
             kept[i].add(j)
             used += cost
 
-    best = [max(range(len(spans[i])), key=lambda j: (scores[i][j], -j)) for i in range(len(passages))]
-    for i, j in enumerate(best):
-        take(i, j, always=i == 0)
+    best: list[int] = []
+    for i in range(len(passages)):  # each passage's best sentence not already read in another
+        fresh = [j for j in range(len(spans[i])) if not repeated(i, j)]
+        best.append(max(fresh, key=lambda j: (scores[i][j], -j)) if fresh else -1)
+        take(i, best[i], always=i == 0)
     for i, j in enumerate(best):  # the sentence before the best one, then the one after
         if j in kept[i]:
             take(i, j - 1)

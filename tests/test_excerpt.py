@@ -50,3 +50,32 @@ def test_best_sentences_first_then_their_neighbours() -> None:
     gapped = choose([c], [[0.9, 0.1, 0.8]], budget=10)
     assert gapped[0].text == f"Rain fell.{GAP}Gulls sat."
     assert gapped[0].as_passage().id == c.id and sentence_spans(gapped[0].as_passage().text)
+
+
+def _overlapping(article: str, cuts: list[tuple[int, int]]) -> list[Passage]:
+    return [Passage(f"p{i}", article[a:b], "a", "T", "a.txt", a, b) for i, (a, b) in enumerate(cuts)]
+
+
+@given(st.lists(sentence, min_size=2, max_size=10), st.lists(st.tuples(st.integers(0, 9), st.integers(1, 4)),
+                                                          min_size=1, max_size=5),
+       st.integers(min_value=0, max_value=400), st.randoms())
+def test_no_sentence_of_an_article_is_read_twice(sentences: list[str], cuts: list[tuple[int, int]], budget: int,
+                                                 rnd) -> None:  # type: ignore[no-untyped-def]
+    # passages cut from one article that share sentences, as consecutive passages of a paragraph do
+    article = " ".join(sentences)
+    starts = [0]
+    for s in sentences[:-1]:
+        starts.append(starts[-1] + len(s) + 1)
+    ends = [start + len(s) for start, s in zip(starts, sentences, strict=True)]
+    spans = [(starts[min(i, len(sentences) - 1)], ends[min(i + n, len(sentences)) - 1]) for i, n in cuts]
+    passages = _overlapping(article, spans)
+    scores = [[rnd.random() for _ in spans_of(p)] for p in passages]
+    read = [(e.passage.start + a, e.passage.start + b) for e in choose(passages, scores, budget) for a, b in e.spans]
+    assert len(read) == len(set(read)), "a sentence two passages share is read once"
+
+
+def test_a_passage_whose_best_sentence_was_read_gives_its_next_best() -> None:
+    article = "Rain fell. The ferry left at noon. Gulls sat on the rope. The tide turned."
+    first, second = _overlapping(article, [(0, 34), (11, 58)])  # both hold "The ferry left at noon."
+    excerpts = choose([first, second], [[0.1, 0.9], [0.9, 0.5]], budget=14)
+    assert [e.text for e in excerpts] == ["The ferry left at noon.", "Gulls sat on the rope."]
