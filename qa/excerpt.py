@@ -9,8 +9,8 @@ deal"), then the rest by their likeness to the question. A sentence is kept
 whole or not at all, and once: consecutive passages of a paragraph share a
 sentence, which is read in the first passage that keeps it, and the other
 passage gives its next best. Sentences not side by side in the passage are
-joined by :data:`GAP`. Citations still point at passages, and every quote is a sentence
-the model read (:func:`restore_citation`).
+joined by :data:`GAP`. Citations still point at passages, and every quote is
+a sentence the model read (:func:`restore_citation`).
 
 Token counts are estimated (:func:`estimate_tokens`), not taken from the
 model's tokenizer, so the budget holds for any model.
@@ -90,8 +90,8 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
 
     ``scores[i][j]`` is the likeness to the question of sentence ``j`` of passage ``i`` (in the order
     of :func:`spans_of`). The first passage's best sentence is kept even when it alone is over the
-    budget; a passage none of whose sentences fit is left out. A sentence of an article that two
-    passages share is kept in one of them only.
+    budget; a passage none of whose sentences fit is left out. A sentence already read in
+    another passage of the same article is not kept again.
 
     >>> a = Passage("a", "Rain fell. The ferry left at noon. Gulls sat.", "x", "T", "x.txt", 0, 45)
     >>> b = Passage("b", "The pier is old. It was built of oak.", "x", "T", "x.txt", 50, 87)
@@ -102,13 +102,16 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
     kept: list[set[int]] = [set() for _ in passages]
     used = 0
 
+    placed = [p.end - p.start == len(p.text) for p in passages]  # its text is its article's, at its offsets
+
     def repeated(i: int, j: int) -> bool:
-        """Whether sentence ``j`` of passage ``i`` overlaps, in their article, one kept of another passage."""
+        """Whether sentence ``j`` of passage ``i`` lies, in their article, inside one kept of another passage."""
         a, b = spans[i][j]
         start, end, article = passages[i].start + a, passages[i].start + b, passages[i].article_id
-        return any(k != i and passages[k].article_id == article
-                   and passages[k].start + spans[k][m][0] < end and start < passages[k].start + spans[k][m][1]
-                   for k in range(len(passages)) for m in kept[k])
+        return placed[i] and any(k != i and placed[k] and passages[k].article_id == article
+                                 and passages[k].start + spans[k][m][0] <= start
+                                 and end <= passages[k].start + spans[k][m][1]
+                                 for k in range(len(passages)) for m in kept[k])
 
     def take(i: int, j: int, always: bool = False) -> None:
         nonlocal used

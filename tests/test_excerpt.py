@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,21 +59,36 @@ def _overlapping(article: str, cuts: list[tuple[int, int]]) -> list[Passage]:
 
 
 @given(st.lists(sentence, min_size=2, max_size=10), st.lists(st.tuples(st.integers(0, 9), st.integers(1, 4)),
-                                                          min_size=1, max_size=5),
+                                                          min_size=2, max_size=5),
        st.integers(min_value=0, max_value=400), st.randoms())
 def test_no_sentence_of_an_article_is_read_twice(sentences: list[str], cuts: list[tuple[int, int]], budget: int,
-                                                 rnd) -> None:  # type: ignore[no-untyped-def]
+                                                 rnd: random.Random) -> None:
     # passages cut from one article that share sentences, as consecutive passages of a paragraph do
     article = " ".join(sentences)
     starts = [0]
     for s in sentences[:-1]:
         starts.append(starts[-1] + len(s) + 1)
     ends = [start + len(s) for start, s in zip(starts, sentences, strict=True)]
-    spans = [(starts[min(i, len(sentences) - 1)], ends[min(i + n, len(sentences)) - 1]) for i, n in cuts]
-    passages = _overlapping(article, spans)
+    last = len(sentences) - 1
+    passages = _overlapping(article, [(starts[min(first, last)], ends[min(first + count, len(sentences)) - 1])
+                                      for first, count in cuts])
     scores = [[rnd.random() for _ in spans_of(p)] for p in passages]
-    read = [(e.passage.start + a, e.passage.start + b) for e in choose(passages, scores, budget) for a, b in e.spans]
+    excerpts = choose(passages, scores, budget)
+    assert excerpts[0].passage is passages[0], "the best passage is always read"
+    read = [(e.passage.start + a, e.passage.start + b) for e in excerpts for a, b in e.spans]
     assert len(read) == len(set(read)), "a sentence two passages share is read once"
+    everything = [(e.passage.start + a, e.passage.start + b) for e in choose(passages, scores, 10_000)
+                  for a, b in e.spans]
+    covered = {(p.start + a, p.start + b) for p in passages for a, b in spans_of(p)}
+    assert sorted(everything) == sorted(covered), "with budget to spare, every sentence once"
+
+
+def test_a_sentence_that_only_partly_repeats_one_read_is_kept() -> None:
+    # the heading has no full stop, so one passage reads it with the next sentence as one
+    article = "Prices rose sharply\n\nFirst fact. Second fact is here. Third fact."
+    whole, later = _overlapping(article, [(0, 32), (21, 53)])
+    excerpts = choose([later, whole], [[0.9, 0.1], [0.8]], budget=100)
+    assert "Prices rose sharply" in "".join(e.text for e in excerpts)
 
 
 def test_a_passage_whose_best_sentence_was_read_gives_its_next_best() -> None:
