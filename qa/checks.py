@@ -4,9 +4,9 @@ Every way an answer can be refused has a name from :data:`REFUSERS`, and ``Answe
 holds the one that refused it, with ``Answer.reason`` in a short sentence. Three checks look at
 what retrieval found before the model is asked (``retrieval``, ``numbers``, ``opposite``);
 ``model`` is the model's own reply that the passages do not say; the rest read the model's
-answer, in the order of :func:`answer_checks`, and the first that fails refuses it. Each check but ``model`` can be
-switched off alone (``Settings.without``; ``qa eval --without NAME``), which is how
-docs/quality.md measures what each one earns.
+answer, in the order of :func:`answer_checks`, and the first that fails refuses it. Each check
+but ``model`` can be switched off alone (``Settings.without``; ``qa eval --without NAME``),
+which is how docs/quality.md measures what each one earns.
 
 A check is a :class:`Check`: its name and a function from a :class:`Draft` (the answer with its
 citations and the passages it was made from) to a :class:`Verdict`.
