@@ -71,11 +71,12 @@ class Retrieved:
     """The passages found for a question: the first item ``ask_stream`` yields, before any text.
 
     ``passages`` are all those found, in the order the answer's ``[n]`` markers number them, and
-    ``sentences[i]`` is passage i's sentence closest to the question. The model reads the first
-    ``reading`` of them, cut to their best sentences (with ``Settings.read_on``, then the best
-    sentences of the others too if those give no checked answer; none when the search alone shows
-    that the articles cannot answer). ``query`` is what was searched for: the question, or
-    for a follow-up the question the model rewrote to stand alone.
+    ``sentences[i]`` is passage i's sentence closest to the question (of a passage the model reads,
+    the closest of the sentences it reads of it). The model reads the first ``reading`` of them,
+    cut to their best sentences (with ``Settings.read_on``, then the best sentences of the others
+    too if those give no checked answer; none when the search alone shows that the articles cannot
+    answer). ``query`` is what was searched for: the question, or for a follow-up the question the
+    model rewrote to stand alone.
     """
 
     passages: list[Passage]
@@ -85,7 +86,7 @@ class Retrieved:
 
     @property
     def read(self) -> list[tuple[Passage, str]]:
-        """The passages the model reads first, each with its best sentence."""
+        """The passages the model reads first, each with the sentence of it closest to the question."""
         return list(zip(self.passages, self.sentences, strict=True))[: self.reading]
 
     def to_dict(self) -> dict[str, Any]:

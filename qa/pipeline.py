@@ -60,7 +60,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .excerpt import choose, estimate_tokens, restore_citation, sentence_scores
+from .excerpt import choose, estimate_tokens, restore_citation, sentence_scores, spans_of
 from .focus import SentenceRanker, fuse_orders
 from .glossary import strip_expansions
 from .guard import screen_answer
@@ -213,12 +213,17 @@ class Pipeline:
         """What the model reads first of the passages found: their best sentences under the budget
         ``read_tokens`` (:mod:`qa.excerpt`); else the best ``narrow_k`` passages, cut to their best
         sentences under ``first_tokens``; else all of them, whole."""
+        chosen, budget = self._first_choice(passages)
+        return self._excerpts(question, question_vector, chosen, budget)
+
+    def _first_choice(self, passages: Sequence[Passage]) -> tuple[list[Passage], int]:
+        """The passages the first reading is cut from, and its budget (0: whole)."""
         if self.settings.read_tokens > 0:
-            return self._excerpts(question, question_vector, passages, self.settings.read_tokens)
+            return list(passages), self.settings.read_tokens
         narrow = self.settings.narrow_k
         if not (self.settings.check and 0 < narrow < len(passages)):
-            return list(passages)
-        return self._excerpts(question, question_vector, passages[:narrow], self.settings.first_tokens)
+            return list(passages), 0
+        return list(passages[:narrow]), self.settings.first_tokens
 
     def rereading(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage],
                   first: Sequence[Passage]) -> list[Passage]:
@@ -236,6 +241,30 @@ class Pipeline:
             return list(passages)
         scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
         return [e.as_passage() for e in choose(passages, scores, budget)]
+
+    def _read_sentences(self, found: Retrieved, reading: Sequence[Passage], vector: Sequence[float]) -> Retrieved:
+        """``found`` with the passages read first, each shown with the sentence closest to the question
+        of those the model reads of it."""
+        chosen = self._first_choice(found.passages)[0]  # what the reading was cut from
+        found = read_first(found, reading)
+        if self.sentences is None:
+            return found
+        whole = found.passages[:len(reading)]
+        shown = list(found.sentences)
+        rows: list[list[float]] | None = None
+        for i, (read, passage) in enumerate(zip(reading, whole, strict=True)):
+            if read.text == passage.text or shown[i] in read.text:
+                continue
+            if rows is None:  # scored as the reading was, so the sentences' vectors are cached
+                scored = self.sentences.scores(vector, chosen)
+                by_id = {p.id: row for p, row in zip(chosen, scored, strict=True)}
+                rows = [by_id.get(p.id) or self.sentences.scores(vector, [p])[0] for p in whole]
+            sentences = [passage.text[a:b] for a, b in spans_of(passage)]
+            inside = [j for j, sentence in enumerate(sentences) if sentence.strip() and sentence in read.text]
+            row = rows[i]
+            if inside:
+                shown[i] = sentences[max(inside, key=lambda j: (row[j], -j))]
+        return replace(found, sentences=shown)
 
     def _outside(self, question: str, articles: Sequence[str] | None, period: Period | None,
                  started: float) -> Answer | None:
@@ -332,7 +361,7 @@ class Pipeline:
                          reason=missing.reason, checks=[missing], undated=undated)
             return
 
-        found = read_first(found, reading)
+        found = self._read_sentences(found, reading, vector)
         passages = found.passages
         excerpted = self.settings.read_tokens > 0
         timings["passage_tokens"] = float(sum(estimate_tokens(p.text) for p in reading))

@@ -229,7 +229,8 @@ def _reading_html(reading: object) -> str:
 
 
 def reading_of(retrieved: Retrieved) -> list[dict[str, Any]]:
-    """The passages the model reads first, for the page: number, title, outlet, best sentence."""
+    """The passages the model reads first, for the page: number, title, outlet, and the sentence read
+    closest to the question."""
     return [{"number": n, "title": p.title, "outlet": p.outlet, "sentence": " ".join(sentence.split())}
             for n, (p, sentence) in enumerate(retrieved.read, 1)]
 

@@ -10,6 +10,7 @@ from qa.answer import STAGES, Answer, Retrieved
 from qa.citations import check_citations
 from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
+from qa.excerpt import spans_of
 from qa.pipeline import REFUSAL
 from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, format_passages, passage_line
 from qa.rewrite import EXAMPLE, INSTRUCTION
@@ -573,3 +574,29 @@ def test_the_timings_break_the_time_into_stages(fake_pipeline) -> None:  # type:
     assert all(timings[key] >= 0 for key in STAGES if key in timings) and stages <= timings["total_s"]
     assert timings["second_reading_s"] <= timings["prompt_s"] + timings["generate_s"] + timings["checks_s"]
     assert timings["embed_s"] + timings["search_s"] <= timings["retrieval_s"] <= timings["first_token_s"]
+
+
+def test_the_sentence_shown_for_a_passage_read_is_one_the_model_reads_of_it(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("NOT FOUND")
+    shown_otherwise = 0
+    for question in (TURNOUT, "Which party won the presidential vote, and by how much?",
+                     "What did the unions and the social movements do after the coup?",
+                     "What happened to the lithium deal with the German firm?"):
+        for budget in (40, 80, 120, 160, 240):
+            pipeline.settings.first_tokens = budget
+            before, _, _, _, vector = pipeline._retrieve(question, [], None)
+            _, read, _ = pipeline.found_and_read(question)
+            found = next(iter(pipeline.ask_stream(question)))
+            assert isinstance(found, Retrieved) and [p.id for p, _ in found.read] == [p.id for p in read]
+            best = dict(zip([p.id for p in before.passages], before.sentences, strict=True))
+            chosen = pipeline._first_choice(before.passages)[0]
+            scores = dict(zip([p.id for p in chosen], pipeline.sentences.scores(vector, chosen), strict=True))
+            for (passage, sentence), excerpt in zip(found.read, read, strict=True):
+                assert sentence.strip() and sentence in excerpt.text, "a sentence the model reads of that passage"
+                sentences = [passage.text[a:b] for a, b in spans_of(passage)]
+                score = dict(zip(sentences, scores[passage.id], strict=True))
+                assert max(score[s] for s in sentences if s in excerpt.text) == score[sentence], "the closest"
+                shown_otherwise += sentence != best[passage.id]
+            for passage, sentence in list(zip(found.passages, found.sentences, strict=True))[found.reading:]:
+                assert sentence == best[passage.id], "a passage not read shows its best sentence"
+    assert shown_otherwise, "some passage's best sentence is not among those read of it"
