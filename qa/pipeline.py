@@ -249,19 +249,16 @@ class Pipeline:
         found = read_first(found, reading)
         if self.sentences is None:
             return found
-        whole = found.passages[:len(reading)]
         shown = list(found.sentences)
-        rows: list[list[float]] | None = None
-        for i, (read, passage) in enumerate(zip(reading, whole, strict=True)):
+        rows: dict[str, list[float]] = {}
+        for i, (read, passage) in enumerate(zip(reading, found.passages, strict=False)):
             if read.text == passage.text or shown[i] in read.text:
                 continue
-            if rows is None:  # scored as the reading was, so the sentences' vectors are cached
-                scored = self.sentences.scores(vector, chosen)
-                by_id = {p.id: row for p, row in zip(chosen, scored, strict=True)}
-                rows = [by_id.get(p.id) or self.sentences.scores(vector, [p])[0] for p in whole]
+            if not rows:  # scored as the reading was, so the sentences' vectors are cached
+                rows = dict(zip((p.id for p in chosen), self.sentences.scores(vector, chosen), strict=True))
+            row = rows[passage.id]
             sentences = [passage.text[a:b] for a, b in spans_of(passage)]
             inside = [j for j, sentence in enumerate(sentences) if sentence.strip() and sentence in read.text]
-            row = rows[i]
             if inside:
                 shown[i] = sentences[max(inside, key=lambda j: (row[j], -j))]
         return replace(found, sentences=shown)
