@@ -85,13 +85,31 @@ class Excerpt:
         return replace(self.passage, text=self.text)
 
 
-def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budget: int) -> list[Excerpt]:
+ArticleSpan = tuple[str, int, int]  # an article id, and the start and end of a span of its text
+
+
+def spans_read(excerpt: Passage, whole: Passage) -> list[ArticleSpan]:
+    """Where in their article the sentences of ``whole`` lie that ``excerpt`` (what was read of it) holds.
+
+    >>> p = Passage("p", "One. Two. Three.", "a", "T", "a.txt", 100, 116)
+    >>> spans_read(replace(p, text="One. … Three."), p)
+    [('a', 100, 104), ('a', 110, 116)]
+    """
+    if whole.end - whole.start != len(whole.text):  # not its article's text at its offsets
+        return []
+    return [(whole.article_id, whole.start + a, whole.start + b) for a, b in spans_of(whole)
+            if whole.text[a:b] in excerpt.text]
+
+
+def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budget: int,
+           read: Sequence[ArticleSpan] = ()) -> list[Excerpt]:
     """Excerpts of ``passages`` (best first) whose texts together fit ``budget`` estimated tokens.
 
     ``scores[i][j]`` is the likeness to the question of sentence ``j`` of passage ``i`` (in the order
     of :func:`spans_of`). The first passage's best sentence is kept even when it alone is over the
     budget; a passage none of whose sentences fit is left out. A sentence already read in
-    another passage of the same article is not kept again.
+    another passage of the same article is not kept again, nor one inside a span of ``read`` (what
+    an earlier reading held, :func:`spans_read`).
 
     >>> a = Passage("a", "Rain fell. The ferry left at noon. Gulls sat.", "x", "T", "x.txt", 0, 45)
     >>> b = Passage("b", "The pier is old. It was built of oak.", "x", "T", "x.txt", 50, 87)
@@ -108,10 +126,11 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
         """Whether sentence ``j`` of passage ``i`` lies, in their article, inside one kept of another passage."""
         a, b = spans[i][j]
         start, end, article = passages[i].start + a, passages[i].start + b, passages[i].article_id
-        return placed[i] and any(k != i and placed[k] and passages[k].article_id == article
-                                 and passages[k].start + spans[k][m][0] <= start
-                                 and end <= passages[k].start + spans[k][m][1]
-                                 for k in range(len(passages)) for m in kept[k])
+        return placed[i] and (any(k != i and placed[k] and passages[k].article_id == article
+                                  and passages[k].start + spans[k][m][0] <= start
+                                  and end <= passages[k].start + spans[k][m][1]
+                                  for k in range(len(passages)) for m in kept[k])
+                              or any(other == article and s <= start and end <= e for other, s, e in read))
 
     def take(i: int, j: int, always: bool = False) -> None:
         nonlocal used

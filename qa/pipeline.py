@@ -60,7 +60,7 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .excerpt import choose, estimate_tokens, restore_citation, sentence_scores, spans_of
+from .excerpt import ArticleSpan, choose, estimate_tokens, restore_citation, sentence_scores, spans_of, spans_read
 from .focus import SentenceRanker, fuse_orders
 from .glossary import strip_expansions
 from .guard import screen_answer
@@ -229,18 +229,22 @@ class Pipeline:
                   first: Sequence[Passage]) -> list[Passage]:
         """What the model reads after it, or a check, refused its ``first`` reading: that reading again
         (llama.cpp still holds its tokens, so only what follows is evaluated), then the other passages
-        found, cut to their best sentences under ``more_tokens``."""
+        found, cut to their best sentences under ``more_tokens``, leaving out any sentence the first reading
+        held (consecutive passages share one)."""
+        whole = {p.id: p for p in passages}
+        held = [span for p in first if p.id in whole for span in spans_read(p, whole[p.id])]
         read = {p.id for p in first}
         rest = [p for p in passages if p.id not in read]
-        return [*first, *self._excerpts(question, question_vector, rest, self.settings.more_tokens)]
+        return [*first, *self._excerpts(question, question_vector, rest, self.settings.more_tokens, held)]
 
     def _excerpts(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage],
-                  budget: int) -> list[Passage]:
-        """``passages`` cut to their best whole sentences under ``budget`` estimated tokens (0: whole)."""
+                  budget: int, read: Sequence[ArticleSpan] = ()) -> list[Passage]:
+        """``passages`` cut to their best whole sentences under ``budget`` estimated tokens (0: whole),
+        none of them inside the spans ``read`` already."""
         if budget <= 0 or self.sentences is None or not passages:
             return list(passages)
         scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
-        return [e.as_passage() for e in choose(passages, scores, budget)]
+        return [e.as_passage() for e in choose(passages, scores, budget, read)]
 
     def _read_sentences(self, found: Retrieved, reading: Sequence[Passage], vector: Sequence[float]) -> Retrieved:
         """``found`` with the passages read first, each shown with the sentence closest to the question

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa.excerpt import GAP, choose, estimate_tokens, spans_of
+from qa.excerpt import GAP, choose, estimate_tokens, spans_of, spans_read
 from qa.store import Passage
 from qa.text import sentence_spans
 
@@ -81,6 +82,18 @@ def test_no_sentence_of_an_article_is_read_twice(sentences: list[str], cuts: lis
                   for a, b in e.spans]
     covered = {(p.start + a, p.start + b) for p in passages for a, b in spans_of(p)}
     assert sorted(everything) == sorted(covered), "with budget to spare, every sentence once"
+
+
+def test_a_sentence_an_earlier_reading_held_is_not_read_again() -> None:
+    article = "Rain fell. The ferry left at noon. Gulls sat on the rope. The tide turned."
+    first, second = _overlapping(article, [(0, 34), (11, 58)])  # both hold "The ferry left at noon."
+    read = choose([first], [[0.1, 0.9]], budget=8)[0].as_passage()
+    assert read.text == "The ferry left at noon."
+    assert spans_read(read, first) == [("a", 11, 34)]
+    again = choose([second], [[0.9, 0.5]], budget=100, read=spans_read(read, first))
+    assert [e.text for e in again] == ["Gulls sat on the rope."]
+    other = replace(second, article_id="b")  # the same words in another article are another sentence
+    assert [e.text for e in choose([other], [[0.9, 0.5]], budget=100, read=[("a", 11, 34)])] == [other.text.strip()]
 
 
 def test_a_sentence_that_only_partly_repeats_one_read_is_kept() -> None:

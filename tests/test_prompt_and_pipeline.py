@@ -10,7 +10,7 @@ from qa.answer import STAGES, Answer, Retrieved
 from qa.citations import check_citations
 from qa.config import Settings
 from qa.errors import EmptyQuestionError, QAError
-from qa.excerpt import spans_of
+from qa.excerpt import spans_of, spans_read
 from qa.pipeline import REFUSAL
 from qa.prompt import EXAMPLES, NOT_FOUND, SYSTEM_PROMPT, build_messages, format_passages, passage_line
 from qa.rewrite import EXAMPLE, INSTRUCTION
@@ -560,6 +560,27 @@ def test_what_only_the_audit_measures_is_left_out_of_the_wait(fake_pipeline) -> 
         assert timings["audit_s"] >= 0.5 and timings["checks_s"] < 0.5 + (len(checks) == 1) * 0.5
         assert timings["total_s"] <= wall - 0.5, "the wait leaves the audit out"
         assert timings["first_token_s"] <= timings["total_s"]
+
+
+def test_the_second_reading_never_reads_a_sentence_the_first_held(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline, _ = fake_pipeline("NOT FOUND", read_on=True)
+    shared = 0
+    for question in (TURNOUT, "Which party won the presidential vote, and by how much?",
+                     "What did the unions and the social movements do after the coup?",
+                     "What happened to the lithium deal with the German firm?"):
+        found, _, _, _, vector = pipeline._retrieve(question, [], None)
+        whole = {p.id: p for p in found.passages}
+        for first_tokens, more_tokens in ((60, 400), (120, 400), (270, 200), (270, 600)):
+            pipeline.settings.first_tokens, pipeline.settings.more_tokens = first_tokens, more_tokens
+            first = pipeline.reading(question, vector, found.passages)
+            second = pipeline.rereading(question, vector, found.passages, first)
+            assert second[:len(first)] == first, "the first reading again, word for word"
+            held = {span for p in first for span in spans_read(p, whole[p.id])}
+            later = [span for p in second[len(first):] for span in spans_read(p, whole[p.id])]
+            assert not held & set(later) and len(later) == len(set(later)), "every sentence read once"
+            rest = [p for p in found.passages if p.id not in {q.id for q in first}]
+            shared += sum(1 for p in rest for span in spans_read(p, p) if span in held)
+    assert shared, "some passage read second shares a sentence with the first reading"
 
 
 def test_the_timings_break_the_time_into_stages(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
