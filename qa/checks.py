@@ -96,6 +96,16 @@ def failed(check: str, reason: str, score: float | None = None) -> Verdict:
     return Verdict(check, False, reason, score)
 
 
+def below(value: float, limit: float) -> str:
+    """``value < limit`` for a reason, with as many decimals as it takes to tell them apart.
+
+    >>> below(0.05, 0.1), below(0.0996, 0.1)
+    ('0.05 < 0.10', '0.0996 < 0.1000')
+    """
+    places = next((n for n in range(2, 9) if f"{value:.{n}f}" != f"{limit:.{n}f}"), 9)
+    return f"{value:.{places}f} < {limit:.{places}f}"
+
+
 def run_checks(checks: Sequence[Check], draft: Draft, audit: bool = False) -> list[Verdict]:
     """The verdicts of ``checks`` on ``draft``, up to the first that fails (all of them with ``audit``).
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from .answer import Verdict
-from .checks import Check, Draft, failed
+from .checks import Check, Draft, below, failed
 from .errors import QAError
 from .guard import defuse
 from .llm import LLM, Message
@@ -156,7 +156,7 @@ class SupportJudge:
             score = self.score(draft.question, [c.quote for c in draft.citations], draft.earlier)
             if score is not None and score < threshold:
                 return failed("judge", f"the quoted sentences do not answer the question "
-                                       f"(support {score:.2f} < {threshold:.2f})", score)
+                                       f"(support {below(score, threshold)})", score)
             return Verdict("judge", True, "" if score is not None else "the judge could not score it", score)
         return Check("judge", run)
 

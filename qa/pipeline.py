@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .answer import Answer, Retrieved, Verdict
-from .checks import LEXICAL_CHECKS, REFUSERS, Check, Draft, failed, first_failure, run_checks
+from .checks import LEXICAL_CHECKS, REFUSERS, Check, Draft, below, failed, first_failure, run_checks
 from .citations import (
     CheckPolicy,
     MarkerStreamFilter,
@@ -286,8 +286,8 @@ class Pipeline:
         if not passages:
             return failed("retrieval", "no passage was found")
         if best < self.settings.min_score and "retrieval" not in off:
-            return failed("retrieval", f"the closest passage is too far from the question ({best:.2f} < "
-                                       f"{self.settings.min_score:.2f})")
+            return failed("retrieval", f"the closest passage is too far from the question "
+                                       f"({below(best, self.settings.min_score)})")
         if not self.settings.check or "numbers" in off:
             return None
         asked = key_terms(question)[1]

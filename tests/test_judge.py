@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -78,7 +79,7 @@ def test_a_judge_that_cannot_score_leaves_the_answer(caplog: pytest.LogCaptureFi
 def test_only_a_score_below_the_threshold_refuses_and_the_refusal_is_final(fake_pipeline) -> None:  # type: ignore[no-untyped-def]
     pipeline, llm = fake_pipeline("placeholder", judge_threshold=0.5, read_on=True)
     answer_text = f"Turnout reached 88.4 percent [{_turnout(pipeline)}]."
-    for score, answered in ((0.9, True), (0.5, True), (0.49, False), (0.0, False)):
+    for score, answered in ((0.9, True), (0.5, True), (0.49, False), (0.4996, False), (0.0, False)):
         llm.replies, llm.scores = [answer_text], [score]
         llm.calls.clear()
         llm.judged.clear()
@@ -90,7 +91,9 @@ def test_only_a_score_below_the_threshold_refuses_and_the_refusal_is_final(fake_
             assert answer.text == answer_text and streamed == answer_text and "checks_s" in answer.timings
         else:
             assert answer.text == REFUSAL and answer.citations == [] and answer.refused_by == "judge"
-            assert f"support {score:.2f} < 0.50" in answer.reason and answer.draft == answer_text
+            shown = re.search(r"support ([\d.]+) < ([\d.]+)\)", answer.reason)
+            assert shown and float(shown[1]) < float(shown[2]) == 0.5, "the reason reads as a score below the threshold"
+            assert abs(float(shown[1]) - score) < 0.005 and answer.draft == answer_text
     judged = llm.judged[-1][-1]["content"]
     assert "88.4 percent" in judged.split("\nQuestion: ")[0]
     assert len(judged) < len(pipeline.retrieve(TURNOUT)[0].text) + 300, "the quoted sentences, not the passages"
