@@ -97,12 +97,14 @@ def failed(check: str, reason: str, score: float | None = None) -> Verdict:
 
 
 def below(value: float, limit: float) -> str:
-    """``value < limit`` for a reason, with as many decimals as it takes to tell them apart.
+    """``value < limit`` for a reason, with at least two decimals and as many as it takes to tell them apart.
 
-    >>> below(0.05, 0.1), below(0.0996, 0.1)
-    ('0.05 < 0.10', '0.0996 < 0.1000')
+    >>> below(0.05, 0.1), below(0.0996, 0.1), below(-0.001, 0.0)
+    ('0.05 < 0.10', '0.0996 < 0.1000', '-0.001 < 0.000')
     """
-    places = next((n for n in range(2, 9) if f"{value:.{n}f}" != f"{limit:.{n}f}"), 9)
+    places = next((n for n in range(2, 10) if round(value, n) != round(limit, n)), None)
+    if places is None:
+        return f"{value!r} < {limit!r}"
     return f"{value:.{places}f} < {limit:.{places}f}"
 
 

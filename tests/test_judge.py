@@ -92,7 +92,8 @@ def test_only_a_score_below_the_threshold_refuses_and_the_refusal_is_final(fake_
         else:
             assert answer.text == REFUSAL and answer.citations == [] and answer.refused_by == "judge"
             shown = re.search(r"support ([\d.]+) < ([\d.]+)\)", answer.reason)
-            assert shown and float(shown[1]) < float(shown[2]) == 0.5, "the reason reads as a score below the threshold"
+            assert shown and float(shown[2]) == 0.5
+            assert float(shown[1]) < float(shown[2]), "the reason reads as a score below the threshold"
             assert abs(float(shown[1]) - score) < 0.005 and answer.draft == answer_text
     judged = llm.judged[-1][-1]["content"]
     assert "88.4 percent" in judged.split("\nQuestion: ")[0]

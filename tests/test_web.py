@@ -95,10 +95,12 @@ def test_a_refusal_says_so_names_the_check_and_shows_no_sources() -> None:
     assert "the model was not asked" in shown and "Refused by the retrieval check: no passage was found." in shown
     refused = Answer(REFUSAL, False, [], "Q?", timings={"retrieval_s": 0.01, "first_token_s": 1.0, "total_s": 2.0,
                                                         "tokens": 9.0, "checks_s": 0.4},
-                     refused_by="judge", reason="the quoted sentences do not state this answer (support 0.10 < 0.50)",
-                     checks=[Verdict("judge", False, "", 0.1)])
-    assert "Refused by the judge check: the quoted sentences do not state this answer (support 0.10 &lt; 0.50)." \
-        in render_answer(refused)
+                     refused_by="judge", checks=[Verdict("judge", False, "", 0.0996)],
+                     reason="the quoted sentences do not state this answer (support 0.0996 < 0.1000)")
+    shown = render_answer(refused)
+    assert "Refused by the judge check: the quoted sentences do not state this answer (support 0.0996 &lt; 0.1000)." \
+        in shown
+    assert "scored them" not in shown, "one score shown, the reason's, not another rounded to the threshold"
 
 
 def test_the_how_detail_tells_where_each_second_went() -> None:
