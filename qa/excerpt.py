@@ -89,7 +89,8 @@ ArticleSpan = tuple[str, int, int]  # an article id, and the start and end of a 
 
 
 def spans_read(excerpt: Passage, whole: Passage) -> list[ArticleSpan]:
-    """Where in their article the sentences of ``whole`` lie that ``excerpt`` (what was read of it) holds.
+    """Where in their article the sentences of ``whole`` lie that ``excerpt`` (what was read of it) holds,
+    each found by its text.
 
     >>> p = Passage("p", "One. Two. Three.", "a", "T", "a.txt", 100, 116)
     >>> spans_read(replace(p, text="One. … Three."), p)
@@ -123,7 +124,8 @@ def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budge
     placed = [p.end - p.start == len(p.text) for p in passages]  # its text is its article's, at its offsets
 
     def repeated(i: int, j: int) -> bool:
-        """Whether sentence ``j`` of passage ``i`` lies, in their article, inside one kept of another passage."""
+        """Whether sentence ``j`` of passage ``i`` lies, in their article, inside one kept of another passage
+        or inside a span of ``read``."""
         a, b = spans[i][j]
         start, end, article = passages[i].start + a, passages[i].start + b, passages[i].article_id
         return placed[i] and (any(k != i and placed[k] and passages[k].article_id == article

@@ -230,7 +230,7 @@ class Pipeline:
         """What the model reads after it, or a check, refused its ``first`` reading: that reading again
         (llama.cpp still holds its tokens, so only what follows is evaluated), then the other passages
         found, cut to their best sentences under ``more_tokens``, leaving out any sentence the first reading
-        held (consecutive passages share one)."""
+        held (consecutive passages share one); with no budget, the others whole."""
         whole = {p.id: p for p in passages}
         held = [span for p in first if p.id in whole for span in spans_read(p, whole[p.id])]
         read = {p.id for p in first}
@@ -239,8 +239,8 @@ class Pipeline:
 
     def _excerpts(self, question: str, question_vector: Sequence[float], passages: Sequence[Passage],
                   budget: int, read: Sequence[ArticleSpan] = ()) -> list[Passage]:
-        """``passages`` cut to their best whole sentences under ``budget`` estimated tokens (0: whole),
-        none of them inside the spans ``read`` already."""
+        """``passages`` cut to their best whole sentences under ``budget`` estimated tokens, none of them
+        inside the spans ``read`` already (a budget of 0: the passages whole)."""
         if budget <= 0 or self.sentences is None or not passages:
             return list(passages)
         scores = sentence_scores(question, passages, self.sentences.scores(question_vector, passages))
