@@ -88,9 +88,20 @@ class Excerpt:
 ArticleSpan = tuple[str, int, int]  # an article id, and the start and end of a span of its text
 
 
+def sentences_held(excerpt: Passage, whole: Passage) -> list[int]:
+    """Which sentences of ``whole`` (indices into :func:`spans_of`) ``excerpt``, what was read of it,
+    holds, each found by its text.
+
+    >>> p = Passage("p", "One. Two. Three.", "a", "T", "a.txt", 100, 116)
+    >>> sentences_held(replace(p, text="One. … Three."), p)
+    [0, 2]
+    """
+    spans = spans_of(whole)
+    return [j for j, (a, b) in enumerate(spans) if whole.text[a:b].strip() and whole.text[a:b] in excerpt.text]
+
+
 def spans_read(excerpt: Passage, whole: Passage) -> list[ArticleSpan]:
-    """Where in their article the sentences of ``whole`` lie that ``excerpt`` (what was read of it) holds,
-    each found by its text.
+    """Where in their article the sentences of ``whole`` lie that ``excerpt`` holds (:func:`sentences_held`).
 
     >>> p = Passage("p", "One. Two. Three.", "a", "T", "a.txt", 100, 116)
     >>> spans_read(replace(p, text="One. … Three."), p)
@@ -98,8 +109,9 @@ def spans_read(excerpt: Passage, whole: Passage) -> list[ArticleSpan]:
     """
     if whole.end - whole.start != len(whole.text):  # not its article's text at its offsets
         return []
-    return [(whole.article_id, whole.start + a, whole.start + b) for a, b in spans_of(whole)
-            if whole.text[a:b] in excerpt.text]
+    spans = spans_of(whole)
+    return [(whole.article_id, whole.start + spans[j][0], whole.start + spans[j][1])
+            for j in sentences_held(excerpt, whole)]
 
 
 def choose(passages: Sequence[Passage], scores: Sequence[Sequence[float]], budget: int,

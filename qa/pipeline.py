@@ -60,7 +60,16 @@ from .citations import (
 from .config import Settings
 from .embedder import Embedder
 from .errors import EmptyQuestionError, QAError
-from .excerpt import ArticleSpan, choose, estimate_tokens, restore_citation, sentence_scores, spans_of, spans_read
+from .excerpt import (
+    ArticleSpan,
+    choose,
+    estimate_tokens,
+    restore_citation,
+    sentence_scores,
+    sentences_held,
+    spans_of,
+    spans_read,
+)
 from .focus import SentenceRanker, fuse_orders
 from .glossary import strip_expansions
 from .guard import screen_answer
@@ -261,10 +270,10 @@ class Pipeline:
             if not rows:  # scored as the reading was, so the sentences' vectors are cached
                 rows = dict(zip((p.id for p in chosen), self.sentences.scores(vector, chosen), strict=True))
             row = rows[passage.id]
-            sentences = [passage.text[a:b] for a, b in spans_of(passage)]
-            inside = [j for j, sentence in enumerate(sentences) if sentence.strip() and sentence in read.text]
+            inside = sentences_held(read, passage)
             if inside:
-                shown[i] = sentences[max(inside, key=lambda j: (row[j], -j))]
+                a, b = spans_of(passage)[max(inside, key=lambda j: (row[j], -j))]
+                shown[i] = passage.text[a:b]
         return replace(found, sentences=shown)
 
     def _outside(self, question: str, articles: Sequence[str] | None, period: Period | None,

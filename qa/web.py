@@ -196,10 +196,10 @@ def _how_html(how: dict[str, Any]) -> str:
             parts.append("The model read the best passages first; they gave no checked answer, so it "
                          "read on, with the best sentences of the others.")
         if "checks_s" in how:
-            support = how.get("support")  # (a refusal's reason gives the score it was refused at)
-            judged = (f"; the support judge, shown only the quoted sentences, scored them {float(support):.2f} as "
-                      "stating this answer") if isinstance(support, (int, float)) and how.get("refused_by") != "judge" \
-                else ""
+            support, judged = how.get("support"), ""
+            if isinstance(support, (int, float)) and how.get("refused_by") != "judge":  # (that reason gives it)
+                judged = (f"; the support judge, shown only the quoted sentences, scored them {float(support):.2f} "
+                          "as stating this answer")
             parts.append(f"Checked against its quotes in {num('checks_s'):.2f} s{judged}.")
         if how.get("model"):
             parts.append(f"Model: {_e(how['model'])}, temperature {num('temperature'):g}.")
