@@ -20,11 +20,6 @@ the answer with the question's:
   date, time word ("in the spring", "after the count", "recently") or
   number gives none.
 
-When the model answers a count with a share although a passage gives the count
-("3,214,905 tickets" beside "45 percent of the tickets"), :func:`counts_of` finds
-the passages that state a count of what is asked, for one more reading of
-those alone.
-
 Only the opening of the question counts ("Who decided how many buses to
 send?" asks who), and any other question is taken to be answered in kind: a
 wrongly refused answer costs the user more than a missed mismatch. Pure and deterministic;
@@ -35,7 +30,7 @@ from __future__ import annotations
 
 import re
 
-from .text import MONTH_ABBREVIATIONS, MONTHS, NUMBER_WORDS, OPENER, WEEKDAYS, fold, stem
+from .text import MONTH_ABBREVIATIONS, MONTHS, NUMBER_WORDS, OPENER, WEEKDAYS
 
 _LEAD = OPENER
 _AMOUNT = re.compile(
@@ -144,79 +139,3 @@ def mismatch(question: str, answer: str) -> str:
         return "a time was asked for, and the answer gives none"
     return ""
 
-
-_COUNTED = re.compile(
-    _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
-    r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?how many\s+(?P<noun>[a-z][\w’'-]*)",
-    re.IGNORECASE)
-# what follows "how many" without being the thing counted ("How many did…", "How many more tickets…")
-_NOT_COUNTED = frozenset("""percent per cent share shares percentage points point of the did do does was were is are
-have has had will would can could more fewer less times""".split())
-_MONTH_DAY = re.compile(rf"\b(?:{'|'.join(MONTHS)})\.?\s+\d{{1,2}}\b", re.IGNORECASE)
-# a count: digits or words ("thirty-seven"), and no year
-_COUNT_NUMBER = re.compile(rf"(?<![\w.,])(?!(?:19|20)\d\d\b)(?:\d[\d,]*(?:\.\d+)?|(?:{NUMBER_WORDS})"
-                           rf"(?:-(?:{NUMBER_WORDS}))?)\b", re.IGNORECASE)
-_NEXT_WORDS = re.compile(r"(?:\s+[\w’'-]+){1,3}")
-# a word between a number and the noun that makes the number something else: a share ("45 percent
-# of the tickets"), a date ("20 October"), or another count ("9 cabins and tickets")
-_NOT_BETWEEN = frozenset("percent per cent point points of and or in on at to from by for with than".split()
-                         + list(MONTHS))
-
-
-def counted(question: str) -> str:
-    """The stem (:func:`qa.text.stem`) of the noun that a "how many" question counts; ``""`` for any other question.
-
-    >>> counted("How many tickets did the ferry and the bus each sell?"), counted("And how many ferries came?")
-    ('ticket', 'ferri')
-    >>> counted("How many percent came?"), counted("Who won?"), counted("What share of tickets?")
-    ('', '', '')
-    >>> counted("How many did the bakery sell?"), counted("Roughly how many Danes came?")
-    ('', 'dane')
-    """
-    found = _COUNTED.search(question)
-    noun = fold(found.group("noun")) if found else ""
-    if noun in _NOT_COUNTED or _ABOUT_SHARES.search(question):
-        return ""
-    return stem(noun)
-
-
-def counts_of(question: str, text: str) -> bool:
-    """Does ``text`` state a count of what "how many" ``question`` asks about: a number just before the noun?
-
-    The number is in digits or words ("thirty-seven"), and no year; at most two words stand between
-    it and the noun, and none of them makes it a share, a date or a count of something else.
-
-    >>> q = "How many tickets did the ferry sell?"
-    >>> counts_of(q, "Overall, the ferry sold 3,214,905 tickets."), counts_of(q, "It sold 45 percent of the tickets.")
-    (True, False)
-    >>> counts_of(q, "It sold 1.5 million tickets."), counts_of(q, "It sold 45 per cent of the tickets.")
-    (True, False)
-    >>> rescued = "How many people were rescued?"
-    >>> counts_of(rescued, "a storm in which twenty-six people were rescued")
-    True
-    >>> counts_of(rescued, "In 2019 some 500 people were rescued."), counts_of(rescued, "In 2019 people were rescued.")
-    (True, False)
-    >>> counts_of(rescued, "Several people were rescued."), counts_of("Who won?", "3 tickets")
-    (False, False)
-    >>> counts_of(q, "On 20 October tickets were sold."), counts_of(q, "On October 20 tickets were sold.")
-    (False, False)
-    >>> counts_of(q, "The ferry sold 9 cabins and tickets.")
-    False
-
-    The noun is matched by its stem, so the count may name it in another form:
-
-    >>> counts_of("How many ferries sailed?", "Only one ferry sailed."), counts_of(q, "a ticket")
-    (True, False)
-    """
-    noun = counted(question)
-    if not noun:
-        return False
-    text = _MONTH_DAY.sub(" ", text)  # "October 20 tickets": a date, not 20 tickets
-    for number in _COUNT_NUMBER.finditer(text):
-        following = _NEXT_WORDS.match(text, number.end())
-        for word in map(fold, following.group().split() if following else []):
-            if stem(word) == noun:
-                return True
-            if word in _NOT_BETWEEN:
-                break
-    return False
