@@ -35,7 +35,8 @@ REFUSERS: dict[str, str] = {
     "model": "the model replied that the passages do not say",
     "citations": "no sentence of the reply is supported by a passage it cites",
     "guard": "every supported sentence follows or repeats an instruction found in a passage",
-    "kind": "the answer is of another kind than asked (a share for 'how many', no number for 'how much')",
+    "kind": "the answer is of another kind than asked (a share for 'how many', a count for 'what share', "
+            "no number for 'how much')",
     "subject": "the quoted sentences share no word with the question",
     "polar": "a yes-or-no question answered with a yes, a no or a restatement its passages do not state",
     "time": "a year or decade the question names dates none of the quoted sentences",

@@ -16,6 +16,13 @@ the answer with the question's:
 - "how many" asks for a count, so an answer whose only numbers are
   percentages answers another question, unless the question itself asks
   about a share, rate or points;
+- "what percentage" / "what share" / "what proportion" / "what fraction"
+  asks for a share, so an answer whose numbers, other than years and those
+  of the question, are all counts above 100 ("1,204 riders", "3.4 million
+  votes") answers another question, unless it gives a percentage, a
+  fraction or part ("a third", "most of them"), a ratio ("9 of 12", "1,204
+  votes out of 2,500", "5 per 1,000") or, for a change, a multiple ("it
+  tripled") or the two ends ("from 1,200 to 1,500");
 - "when" / "what date" / "in which year" asks for a time: an answer with no
   date, time word ("in the spring", "after the count", "recently") or
   number gives none.
@@ -30,13 +37,16 @@ from __future__ import annotations
 
 import re
 
-from .text import MONTH_ABBREVIATIONS, MONTHS, NUMBER_WORDS, OPENER, WEEKDAYS
+from .text import LARGE_NUMBERS, MONTH_ABBREVIATIONS, MONTHS, NUMBER_WORDS, OPENER, SMALL_NUMBERS, TENS, WEEKDAYS
 
 _LEAD = OPENER
-_AMOUNT = re.compile(
-    _LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
-    r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?"
-    r"(?:how (?:many|much)|what (?:percentage|share|proportion|fraction|amount|sum|margin|factor))\b", re.IGNORECASE)
+# the opening before "how many" or "what share": "And by roughly how many..."
+_PREFIX = (_LEAD + r"(?:(?:in|by|for|on|to|of|from|at|with|over|after|about|across|between)\s+)?"
+           r"(?:(?:roughly|about|approximately|exactly|around|nearly|precisely)\s+)?")
+_SHARE_ASKED = r"what (?:percentage|percent|per cent|share|proportion|fraction)|how many (?:percent|per cent)"
+_AMOUNT = re.compile(_PREFIX + rf"(?:how (?:many|much)|what (?:amount|sum|margin|factor)|{_SHARE_ASKED})\b",
+                     re.IGNORECASE)
+_SHARE = re.compile(_PREFIX + rf"(?:{_SHARE_ASKED})\b", re.IGNORECASE)
 _MONEY = re.compile(r"\bhow much\b.*\b(?:cost|costs|paid|pay|spend|spent|worth|price|money|budget|loan|debt)\b",
                     re.IGNORECASE)
 # "How large was the harbour loan": the sum is the question's subject (not "the protest against the loan")
@@ -68,6 +78,24 @@ _NUMBER_WORDS = re.compile(
 _PERCENT_NUMBER = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b|percentage points?\b|points?\b)",
                              re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
+# what gives a share in words: a percentage, a fraction ("an eighth", "a twelfth") or a vague part, a rate
+_SHARE_WORDS = re.compile(
+    r"%|\bper ?cent|\bpercentage\b|\bpoints?\b|\bper (?:\d|hundred|thousand|million|capita|head)|"
+    r"\b(?:half|halves|quarters?|thirds?|\w*(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+    r"teenth|tieth|hundredth|thousandth)s?|majority|minority|most|all|none|nobody|no one|every|whole)\b",
+    re.IGNORECASE)
+_NUMBER = rf"(?:\d[\d,.]*|\b(?:{NUMBER_WORDS})\b)"
+_NOT_YEAR = r"(?!(?:19|20)\d\d\b)"
+# a ratio: "9 of 12", "one in five", "1,204 votes out of 2,500"
+_RATIO = re.compile(rf"{_NUMBER}(?:\s+(?:of|in)|(?:\s+[\w’'-]+){{0,2}}?\s+out\s+of)\s+(?:every\s+)?"
+                    rf"(?:\S+\s+){{0,3}}?{_NOT_YEAR}{_NUMBER}", re.IGNORECASE)
+# a change given by its two ends, or as a multiple
+_FROM_TO = re.compile(rf"\bfrom\s+\S*{_NUMBER}.*?\bto\s+\S*{_NUMBER}", re.IGNORECASE)
+_MULTIPLE = re.compile(r"\b(?:twice|thrice|double[sd]?|triple[sd]?|quadruple[sd]?|halved|\w+fold)\b", re.IGNORECASE)
+# a number from 2 to 99 in words ("one" is too often no number), not the start of "forty thousand"
+_SMALL_IN_WORDS = re.compile(rf"\b(?:{'|'.join(TENS)}|{'|'.join(SMALL_NUMBERS[2:])})\b"
+                             rf"(?![- ](?:{'|'.join(LARGE_NUMBERS)})s?\b)", re.IGNORECASE)
+_SCALED = re.compile(rf"\s*(?:{'|'.join(LARGE_NUMBERS)})s?\b", re.IGNORECASE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _TIME_WORDS = re.compile(
     rf"\d|\b(?:{'|'.join(MONTHS + MONTH_ABBREVIATIONS + WEEKDAYS)}|"
@@ -79,6 +107,29 @@ _TIME_WORDS = re.compile(
 
 
 SHARE_FOR_COUNT = "a count was asked for, and the answer gives only a percentage"
+COUNT_FOR_SHARE = "a share was asked for, and the answer gives none"
+
+
+def _gives_share(question: str, answer: str) -> bool:
+    """Can ``answer`` give the share that ``question`` asks for?
+
+    It can with a percentage, a fraction or part, a ratio, a number up to 100 (in digits or words)
+    that is neither a year, nor one the question gives, nor "3.4 million"; and for a change, with a
+    multiple or the change's two ends.
+    """
+    if _SHARE_WORDS.search(answer) or _RATIO.search(answer) or _SMALL_IN_WORDS.search(answer):
+        return True
+    if _CHANGE.search(question) and (_MULTIPLE.search(answer) or _FROM_TO.search(answer)):
+        return True
+    asked = set(_ANY_NUMBER.findall(question))
+    for found in _ANY_NUMBER.finditer(answer):
+        number = found.group().replace(",", "")
+        if (found.group() in asked or _YEAR.fullmatch(number) or number.count(".") > 1
+                or _SCALED.match(answer, found.end())):
+            continue
+        if float(number) <= 100:
+            return True
+    return False
 
 
 def _gives_money(question: str, answer: str) -> bool:
@@ -109,6 +160,10 @@ def mismatch(question: str, answer: str) -> str:
     ''
     >>> mismatch("How much did the ferry tickets cost in total?", "They were sold at the harbour.")
     'an amount was asked for, and the answer gives no number'
+    >>> mismatch("What share of the ferry's tickets did Lund sell?", "Lund sold 3,214,905 tickets.")
+    'a share was asked for, and the answer gives none'
+    >>> mismatch("What share of the ferry's tickets did Lund sell?", "Lund sold 9 of its 12 tickets.")
+    ''
     >>> mismatch("How large was the harbour loan?", "The loan was 25% of the budget.")
     'a sum of money was asked for, and the answer gives none'
     >>> mismatch("How large was the harbour loan?", "It was $32 million.")
@@ -124,11 +179,15 @@ def mismatch(question: str, answer: str) -> str:
     """
     if _MONEY_SIZE.search(question) and not _gives_money(question, answer):
         return "a sum of money was asked for, and the answer gives none"
+    share = bool(_SHARE.search(question))
     if _AMOUNT.search(question):
-        if not _ANY_NUMBER.search(answer) and not _NUMBER_WORDS.search(answer):
+        if not _ANY_NUMBER.search(answer) and not _NUMBER_WORDS.search(answer) and not (
+                share and _SHARE_WORDS.search(answer)):
             return "an amount was asked for, and the answer gives no number"
         if _MONEY.search(question) and not _gives_money(question, answer):
             return "a sum of money was asked for, and the answer gives none"
+        if share and not _gives_share(question, answer):
+            return COUNT_FOR_SHARE
         if _COUNT.search(question) and not _ABOUT_SHARES.search(question) and _PERCENT_NUMBER.search(answer):
             asked = set(_ANY_NUMBER.findall(question))
             rest = _PERCENT_NUMBER.sub(" ", answer)

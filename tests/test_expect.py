@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.expect import mismatch
+from qa.expect import COUNT_FOR_SHARE, mismatch
 
 
 @pytest.mark.parametrize(("question", "answer"), [
@@ -20,6 +20,23 @@ from qa.expect import mismatch
 ])
 def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
     assert mismatch(question, answer)
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("What percentage of the island's ferries sailed on time?", "1,204 ferries sailed on time."),
+    ("What share of the harbour's trade went to Lund?", "In 2019."),
+    ("Roughly what proportion of the riders paid?", "About 48,000 riders paid."),
+    ("And what per cent of the riders paid?", "1,204 riders."),
+    ("How many percent of the riders paid?", "Lund counted 3.4 million riders."),
+    ("What share of the riders paid?", "Forty thousand riders paid."),
+    # the question's own numbers, and a year after "in", are no share
+    ("What percentage of riders paid the 20 peso fare?", "1,204 riders paid the 20 peso fare."),
+    ("What share of the vote did Lund win?", "Lund won 3,214,905 in 2019."),
+    # a change asked for as a percentage, given as an amount
+    ("By what percentage did bus fares rise?", "Fares rose by two hundred pesos."),
+])
+def test_a_count_where_a_share_was_asked_for(question: str, answer: str) -> None:
+    assert mismatch(question, answer) == COUNT_FOR_SHARE
 
 
 @pytest.mark.parametrize(("question", "answer"), [
@@ -64,6 +81,22 @@ def test_answers_of_the_wrong_kind(question: str, answer: str) -> None:
     ("How large was the interest rate on the loan?", "5 percent."),
     ("How big was the cut to the health budget?", "It was cut by 20%."),
     ("How big was the protest against the IMF loan?", "Tens of thousands marched."),
+    # a share in words, as a fraction or a ratio, or a number that can be a percentage
+    ("What percentage of the ferries sailed on time?", "Ninety percent."),
+    ("What share of the vote did the ferry union win?", "Nearly two thirds."),
+    ("What proportion of the riders paid?", "One in five."),
+    ("What fraction of the tickets were sold?", "About one-eighth."),
+    ("By what percentage did bus fares rise?", "They tripled."),
+    ("By what percentage did bus fares rise?", "From 1,200 to 1,500 pesos."),
+    ("What share of the vote did the ferry union win?", "1,204,000 votes out of 2,500,000 cast."),
+    ("What proportion of the riders fell ill?", "1,204 per 100,000 riders."),
+    ("What percentage of the riders paid?", "Forty-five."),
+    ("How many percent of the riders paid?", "55.1"),
+    ("What share of the riders paid?", "Most of them."),
+    ("What share of the riders paid?", "A twelfth."),
+    ("What share of the seats did the ferry union win?", "21 of the 36 seats."),
+    ("What percentage of the riders paid in 2019?", "In 2019, 41–45."),
+    ("What share of the harbour's trade went to Lund?", "The majority of it."),
 ])
 def test_answers_of_the_right_kind(question: str, answer: str) -> None:
     assert mismatch(question, answer) == ""
