@@ -33,7 +33,7 @@ def build_llm(settings: Settings) -> LLM:
     if settings.llm_url:
         return OpenAICompatibleLLM(settings.llm_url, model=settings.llm_model, api_key=settings.llm_key)
     return LlamaCppLLM(settings.model, n_ctx=settings.context_tokens, n_threads=settings.threads,
-                       n_threads_batch=settings.batch_threads)
+                       n_threads_batch=settings.batch_threads, seed=settings.seed)
 
 
 def build_checker(settings: Settings) -> LLM | None:

@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--doubt", type=float, metavar="P",
                     help="refuse an answer whose reply the model would have begun with NOT FOUND at P or more "
                          "(1 records it and refuses nothing)")
+    ev.add_argument("--seed", type=int, default=0, metavar="N",
+                    help="the local model's sampling seed (default 0); another one shows how far the figures move "
+                         "with the model's sampling alone")
     ev.add_argument("--retrieval-only", action="store_true",
                     help="no model: where retrieval puts a gold answer, for every answerable question")
 
@@ -217,6 +220,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise QAError(f"--judge-threshold must be between 0 and 1, not {args.judge_threshold}.")
     if args.sure_refusal is not None and not 0.0 <= args.sure_refusal <= 1.0:
         raise QAError(f"--sure-refusal must be between 0 and 1, not {args.sure_refusal}.")
+    if not 0 <= args.seed < 2**32:
+        raise QAError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {args.seed}.")
     if args.doubt is not None and not 0.0 <= args.doubt <= 1.0:
         raise QAError(f"--doubt must be between 0 and 1, not {args.doubt}.")
     if args.articles is None:
@@ -273,6 +278,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
     def write() -> None:
         if args.json:
             args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
+                                             "seed": args.seed,
                                              "articles": str(args.articles or ""), "without": sorted(without),
                                              "index": index, "metrics": results, "judge_curve": curves,
                                              "doubt_curve": doubts,
@@ -301,7 +307,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
     # Every check runs on every answer (audit), so the records show what each one refuses alone.
     pipelines = {}
     for n, preset in enumerate(presets):
-        changes: dict[str, Any] = {**PRESETS[preset], "audit": True}
+        changes: dict[str, Any] = {**PRESETS[preset], "audit": True, "seed": args.seed}
         changes["without"] = frozenset(changes.get("without", frozenset())) | without
         if args.judge_threshold is not None:
             changes["judge_threshold"] = args.judge_threshold
@@ -310,7 +316,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
         if args.doubt is not None:
             changes["doubt"] = args.doubt
         settings = dataclasses.replace(base.settings, **changes)
-        llm = base.llm if n == 0 or settings.llm_url else build_llm(settings)
+        llm = base.llm if (n == 0 and settings.seed == base.settings.seed) or settings.llm_url else build_llm(settings)
         pipelines[preset] = dataclasses.replace(base, settings=settings, llm=llm)
     run_records: dict[str, list[Record]] = {preset: [] for preset in presets}
     thresholds = [round(0.05 * i, 2) for i in range(21)]

@@ -160,6 +160,7 @@ class Settings:
     top_k: int = 6
     max_tokens: int = 200
     temperature: float = 0.1
+    seed: int = 0  # the answering model's sampling seed: the same prompt gets the same answer (`qa eval --seed`)
     context_tokens: int = 4096
     min_score: float = 0.15  # best passage similarity below which we refuse without asking the model
     retrieval: str = "hybrid"  # "hybrid" (dense + BM25, fused) or "dense"

@@ -158,13 +158,14 @@ def test_qa_eval_measures_any_folder_with_a_check_switched_off(smollm_path: Path
     out, data = tmp_path / "report.json", tmp_path / "never-used"
     env = {**os.environ, "QA_DATA_DIR": str(data), "QA_MODEL": str(smollm_path)}
     result = subprocess.run([sys.executable, "-m", "qa", "eval", str(EVALSET), "--limit", "3", "--articles",
-                             str(ROOT / "seeds"), "--without", "numbers", "--judge-threshold", "0", "--json", str(out)],
+                             str(ROOT / "seeds"), "--without", "numbers", "--judge-threshold", "0", "--seed", "7",
+                             "--json", str(out)],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "5 articles: 89 passages added" in result.stderr and "Index: 89 passages of 5 articles" in result.stderr
     assert not data.exists(), "the user's index is never touched"
     report = json.loads(out.read_text())
-    assert report["without"] == ["numbers"] and report["articles"] == str(ROOT / "seeds")
+    assert report["without"] == ["numbers"] and report["articles"] == str(ROOT / "seeds") and report["seed"] == 7
     records = report["records"]["default"]
     assert len(records) == 3 and all("refused_by" in r and "checks" in r for r in records)
     assert not any(c["check"] == "numbers" for r in records for c in r["checks"])
@@ -217,6 +218,18 @@ def test_qa_eval_refuses_an_unknown_check_or_threshold(capsys: pytest.CaptureFix
     assert "between 0 and 1" in capsys.readouterr().err
     assert main(["eval", str(EVALSET), "--articles", "/no/such/folder"]) == 2
     assert "No folder of articles" in capsys.readouterr().err
+    assert main(["eval", str(EVALSET), "--seed", "-1"]) == 2
+    assert "--seed must be a whole number" in capsys.readouterr().err
+
+
+def test_the_local_model_samples_with_the_seed_it_is_given(tmp_path: Path) -> None:
+    from qa.api import build_llm
+    from qa.config import Settings
+    from qa.llm import LlamaCppLLM
+
+    llm = build_llm(Settings(model_path=tmp_path / "any.gguf", llm_url=None, seed=7))
+    assert isinstance(llm, LlamaCppLLM) and llm.seed == 7
+    assert build_llm(Settings(model_path=tmp_path / "any.gguf", llm_url=None)).seed == 0  # type: ignore[attr-defined]
 
 
 def _audited(answerable: bool, answered: bool, correct: bool, score: float | None, refused_by: str = "",
