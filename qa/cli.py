@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="refuse an answer whose reply the model would have begun with NOT FOUND at P or more "
                          "(1 records it and refuses nothing)")
     ev.add_argument("--seed", type=int, default=0, metavar="N",
-                    help="the local model's sampling seed (default 0); another one shows how far the figures move "
-                         "with the model's sampling alone")
+                    help="the local model's sampling seed (default 0; not sent to a server); another one shows how "
+                         "far the figures move with the model's sampling alone")
     ev.add_argument("--retrieval-only", action="store_true",
                     help="no model: where retrieval puts a gold answer, for every answerable question")
 
@@ -220,8 +220,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise QAError(f"--judge-threshold must be between 0 and 1, not {args.judge_threshold}.")
     if args.sure_refusal is not None and not 0.0 <= args.sure_refusal <= 1.0:
         raise QAError(f"--sure-refusal must be between 0 and 1, not {args.sure_refusal}.")
-    if not 0 <= args.seed < 2**32:
-        raise QAError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {args.seed}.")
+    if not 0 <= args.seed < 2**32 - 1:  # llama.cpp takes 2**32 - 1 for "a random seed"
+        raise QAError(f"--seed must be a whole number from 0 to {2**32 - 2}, not {args.seed}.")
     if args.doubt is not None and not 0.0 <= args.doubt <= 1.0:
         raise QAError(f"--doubt must be between 0 and 1, not {args.doubt}.")
     if args.articles is None:
@@ -278,7 +278,7 @@ def _eval_on(args: argparse.Namespace, data_dir: Path | None, without: frozenset
     def write() -> None:
         if args.json:
             args.json.write_text(json.dumps({"file": str(args.file), "model": str(base.settings.model),
-                                             "seed": args.seed,
+                                             "seed": None if base.settings.llm_url else args.seed,
                                              "articles": str(args.articles or ""), "without": sorted(without),
                                              "index": index, "metrics": results, "judge_curve": curves,
                                              "doubt_curve": doubts,

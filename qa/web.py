@@ -333,7 +333,8 @@ def _llm_for(path: Path, pipeline: Pipeline) -> LLM:
         if llm is None:
             check_gguf(path)
             llm = _llms[key] = LlamaCppLLM(path, n_ctx=pipeline.settings.context_tokens,
-                                           n_threads=pipeline.settings.threads)
+                                           n_threads=pipeline.settings.threads,
+                                           n_threads_batch=pipeline.settings.batch_threads, seed=pipeline.settings.seed)
         return llm
 
 
