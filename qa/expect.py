@@ -71,19 +71,20 @@ _TIME = re.compile(_LEAD + r"(?:when\b(?!\s+and\s+where)|(?:(?:on|in|by|at|from|
 # numbers in words and the vaguer words that can stand for a count
 _CARDINALS = NUMBER_WORDS + r"|dozens?|scores|none|nobody|no one|several|few|handful"
 _COUNT_WORDS = re.compile(rf"\b(?:{_CARDINALS})\b", re.IGNORECASE)
+# fractions ("an eighth", "a twelfth") and multiples ("it tripled") in words
+_FRACTIONS = (r"half|halves|quarters?|thirds?|\w*(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+              r"teenth|tieth|hundredth|thousandth)s?")
+_MULTIPLES = r"twice|thrice|double[sd]?|triple[sd]?|quadruple[sd]?|halved|\w+fold"
 # any amount in words: the cardinals, and fractions, multiples and the like
-_NUMBER_WORDS = re.compile(
-    rf"\b(?:{_CARDINALS}|nothing|once|twice|thrice|half|halves|quarters?|thirds?|fifths?|sixths?|tenths?|"
-    r"double[sd]?|triple[sd]?|quadruple[sd]?|halved|majority|minority|free|\w+fold)\b", re.IGNORECASE)
+_NUMBER_WORDS = re.compile(rf"\b(?:{_CARDINALS}|nothing|once|{_MULTIPLES}|{_FRACTIONS}|majority|minority|free)\b",
+                           re.IGNORECASE)
 _PERCENT_NUMBER = re.compile(r"\d[\d,.]*\s*(?:%|percent\b|per cent\b|percentage points?\b|points?\b)",
                              re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
-# what gives a share in words: a percentage, a fraction ("an eighth", "a twelfth") or a vague part, a rate
+# what gives a share in words: a percentage, a fraction or a vague part, a rate
 _SHARE_WORDS = re.compile(
     r"%|\bper ?cent|\bpercentage\b|\bpoints?\b|\bper (?:\d|hundred|thousand|million|capita|head)|"
-    r"\b(?:half|halves|quarters?|thirds?|\w*(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
-    r"teenth|tieth|hundredth|thousandth)s?|majority|minority|most|all|none|nobody|no one|every|whole)\b",
-    re.IGNORECASE)
+    rf"\b(?:{_FRACTIONS}|majority|minority|most|all|none|nobody|no one|every|whole)\b", re.IGNORECASE)
 _NUMBER = rf"(?:\d[\d,.]*|\b(?:{NUMBER_WORDS})\b)"
 _NOT_YEAR = r"(?!(?:19|20)\d\d\b)"
 # a ratio: "9 of 12", "one in five", "1,204 votes out of 2,500"
@@ -91,7 +92,7 @@ _RATIO = re.compile(rf"{_NUMBER}(?:\s+(?:of|in)|(?:\s+[\w’'-]+){{0,2}}?\s+out\
                     rf"(?:\S+\s+){{0,3}}?{_NOT_YEAR}{_NUMBER}", re.IGNORECASE)
 # a change given by its two ends, or as a multiple
 _FROM_TO = re.compile(rf"\bfrom\s+\S*{_NUMBER}.*?\bto\s+\S*{_NUMBER}", re.IGNORECASE)
-_MULTIPLE = re.compile(r"\b(?:twice|thrice|double[sd]?|triple[sd]?|quadruple[sd]?|halved|\w+fold)\b", re.IGNORECASE)
+_MULTIPLE = re.compile(rf"\b(?:{_MULTIPLES})\b", re.IGNORECASE)
 # a number from 2 to 99 in words ("one" is too often no number), not the start of "forty thousand"
 _SMALL_IN_WORDS = re.compile(rf"\b(?:{'|'.join(TENS)}|{'|'.join(SMALL_NUMBERS[2:])})\b"
                              rf"(?![- ](?:{'|'.join(LARGE_NUMBERS)})s?\b)", re.IGNORECASE)
